@@ -1,0 +1,161 @@
+"""Shared fixtures: an isolated home, the sentinel key, recorded sleeps, the RunPod stand-in, cassettes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from runpod_hybrid.redact import redact_value
+
+from runpod_standin import StandinServer, start_standin
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+REAL_GRAPHQL_URL = "https://api.runpod.io/graphql"
+
+# A key-shaped sentinel: tests assert it never appears in output, logs, errors or cassettes.
+SENTINEL_KEY = "rpa_SENTINEL0KEY1DO2NOT3LEAK4ABCDEFGHIJKLMNOPQ"
+SCRUBBED_AUTH = "Bearer <scrubbed>"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own HOME and XDG dirs, and no key from the developer's environment."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "RPH_CONFIG", "RUNPOD_PROFILE", "RPH_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    if not os.environ.get("RPH_RECORD_LIVE"):
+        monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """Entry points configure structlog per process; tests that run one must not leak it to the next."""
+    yield
+    structlog.reset_defaults()
+
+
+@dataclass
+class FakeTime:
+    """An injected clock whose sleeps only advance it, recording each wait."""
+
+    now_s: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now_s += seconds
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def standin() -> Iterator[StandinServer]:
+    """A live stand-in of RunPod's GraphQL API on loopback (used directly by fault-injection tests)."""
+    server, stop = start_standin(SENTINEL_KEY)
+    yield server
+    stop()
+
+
+@dataclass
+class ApiTarget:
+    """Where a cassette test sends its calls: RunPod's real URL on replay, the stand-in while recording."""
+
+    url: str
+    key: str
+    standin: StandinServer | None
+
+    def seed(self) -> Any:
+        """The stand-in's state to set up a recording; None on replay (the cassette holds the answers)."""
+        return self.standin.state if self.standin else None
+
+
+@pytest.fixture
+def runpod_api(record_mode: str) -> Iterator[ApiTarget]:
+    if record_mode == "none":
+        yield ApiTarget(REAL_GRAPHQL_URL, SENTINEL_KEY, None)
+        return
+    if os.environ.get("RPH_RECORD_LIVE") and os.environ.get("RUNPOD_API_KEY"):
+        yield ApiTarget(REAL_GRAPHQL_URL, os.environ["RUNPOD_API_KEY"], None)
+        return
+    server, stop = start_standin(SENTINEL_KEY)
+    yield ApiTarget(server.url, SENTINEL_KEY, server)
+    stop()
+
+
+def _scrub_body(raw: bytes | str | None) -> bytes | str | None:
+    if not raw:
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    return json.dumps(redact_value(parsed), sort_keys=True)
+
+
+def scrub_request(request: Any) -> Any:
+    """Before a request is saved or matched: the real host, no Authorization value, no pod env or keys."""
+    if request.host == "127.0.0.1" and request.path == "/graphql":
+        request.uri = REAL_GRAPHQL_URL
+    request.body = _scrub_body(request.body)
+    return request
+
+
+def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    body = response.get("body", {})
+    if body.get("string"):
+        scrubbed = _scrub_body(body["string"])
+        body["string"] = scrubbed.encode() if isinstance(scrubbed, str) else scrubbed
+    headers = response.get("headers", {})
+    for name in list(headers):
+        if name.lower() in ("set-cookie", "cf-ray", "date", "server"):
+            del headers[name]
+    return response
+
+
+def _json_body_matcher(r1: Any, r2: Any) -> None:
+    def parse(raw: Any) -> Any:
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw
+
+    assert parse(r1.body) == parse(r2.body), "request bodies differ"
+
+
+def pytest_recording_configure(config: Any, vcr: Any) -> None:
+    vcr.register_matcher("json_body", _json_body_matcher)
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, Any]:
+    return {
+        "filter_headers": [("authorization", SCRUBBED_AUTH), ("user-agent", "runpod-hybrid/test")],
+        "before_record_request": scrub_request,
+        "before_record_response": scrub_response,
+        "match_on": ["method", "scheme", "host", "port", "path", "query", "json_body"],
+        "decode_compressed_response": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    """Cassettes live in ``cassettes/<sdk module>/``: tests/test_pods.py records into cassettes/pods/."""
+    module = Path(str(request.node.fspath)).stem.removeprefix("test_")
+    return str(CASSETTES / module)

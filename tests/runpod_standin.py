@@ -1,0 +1,476 @@
+"""A small stand-in of RunPod's GraphQL API, for tests and for recording cassettes.
+
+RunPod cannot be reached from here, so tests talk to this real HTTP server on 127.0.0.1. It is strict where
+RunPod is: every document must validate against ``data/runpod-schema/runpod-merged-validation.graphql``
+(otherwise HTTP 400 ``GRAPHQL_VALIDATION_FAILED``, as RunPod answers), the key must arrive as a Bearer
+header, and answers are executed by graphql-core against a state shaped like ``data/runpod-samples/``
+(env as ``KEY=value`` strings, ``runtime`` null until the container starts, ``lowestPrice`` fields null for
+cards out of stock). Faults (capacity shapes, 5xx pages, 429, dropped connections, hangs) are injected per
+operation name, first in first out.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import graphql
+
+DATA = Path(__file__).parent / "data"
+MERGED_SCHEMA = DATA / "runpod-schema" / "runpod-merged-validation.graphql"
+THIRD_PARTY_SCHEMA = DATA / "runpod-schema" / "runpod.schema.graphql"
+
+CAPACITY_MESSAGE = "There are no longer any instances available with the requested specifications. Please refresh and try again."
+
+
+@cache
+def merged_schema() -> graphql.GraphQLSchema:
+    return graphql.build_schema(MERGED_SCHEMA.read_text())
+
+
+@cache
+def third_party_schema() -> graphql.GraphQLSchema:
+    return graphql.build_schema(THIRD_PARTY_SCHEMA.read_text())
+
+
+@dataclass
+class Fault:
+    """One injected answer. ``kind``: graphql_errors, null_data, http, drop_after_apply, hang."""
+
+    kind: str
+    status: int = 200
+    body: str = ""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def capacity_message(cls, message: str = CAPACITY_MESSAGE) -> Fault:
+        return cls("graphql_errors", errors=[{"message": message}])
+
+    @classmethod
+    def supply_constraint(cls, path: str = "podFindAndDeployOnDemand") -> Fault:
+        # The captured body (runpod-samples/graphql-error-supply-constraint...): message, path and code.
+        return cls(
+            "graphql_errors",
+            errors=[
+                {
+                    "message": CAPACITY_MESSAGE,
+                    "path": [path],
+                    "extensions": {"code": "SUPPLY_CONSTRAINT", "userId": "u-123"},
+                }
+            ],
+        )
+
+    @classmethod
+    def null_data(cls) -> Fault:
+        return cls("null_data")
+
+    @classmethod
+    def http(cls, status: int, body: str, content_type: str = "text/html", **headers: str) -> Fault:
+        return cls("http", status=status, body=body, content_type=content_type, headers=headers)
+
+    @classmethod
+    def drop_after_apply(cls) -> Fault:
+        """Apply the operation, then close the connection without answering (an ambiguous failure)."""
+        return cls("drop_after_apply")
+
+    @classmethod
+    def hang(cls) -> Fault:
+        """Never answer (until the server stops): the client's read timeout fires."""
+        return cls("hang")
+
+
+GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>cloudflare</center></body></html>"
+)
+
+
+def _gpu(
+    gpu_id: str,
+    display: str,
+    memory_gb: int,
+    secure: float | None,
+    community: float | None,
+    spot: float | None,
+    stock: str | None,
+    max_count: int = 8,
+) -> dict[str, Any]:
+    return {
+        "id": gpu_id,
+        "displayName": display,
+        "memoryInGb": memory_gb,
+        "maxGpuCount": max_count,
+        "secureCloud": secure is not None,
+        "communityCloud": community is not None,
+        "securePrice": secure,
+        "communityPrice": community,
+        "secureSpotPrice": spot,
+        "communitySpotPrice": spot * 0.8 if spot else None,
+        "stock": {
+            "SECURE": stock if secure is not None else None,
+            "COMMUNITY": stock if community is not None else None,
+        },
+    }
+
+
+def default_gpu_types() -> list[dict[str, Any]]:
+    # Ids, names and memory from runpod-samples (recorded 2026-08-20 and docs); prices from the same samples
+    # where they exist, otherwise of the same order as RunPod's list prices.
+    return [
+        _gpu("NVIDIA GeForce RTX 4090", "RTX 4090", 24, 0.69, 0.44, 0.35, "High"),
+        _gpu("NVIDIA RTX A4000", "RTX A4000", 16, 0.24, 0.17, 0.16, "Low", max_count=7),
+        _gpu("NVIDIA RTX 2000 Ada Generation", "RTX 2000 Ada", 16, 0.24, 0.20, 0.12, "Low"),
+        _gpu("NVIDIA RTX PRO 4500 Blackwell", "RTX PRO 4500", 32, 0.72, None, 0.40, "High"),
+        _gpu("NVIDIA H100 NVL", "H100 NVL", 94, 2.79, None, 1.50, None),
+        _gpu("AMD Instinct MI300X OAM", "MI300X", 192, 2.49, None, None, None),
+    ]
+
+
+class StandinState:
+    """The account the stand-in serves: GPU types, pods, SSH keys, and the fault queues."""
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.lock = threading.Lock()
+        self.gpu_types = default_gpu_types()
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.pub_key = ""
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        # Scripted `pod` answers: pod id -> successive updates applied on each GetPod/PodTelemetry.
+        self.pod_timeline: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self.hang_release = threading.Event()
+
+    # --- seeding helpers for tests ---
+
+    def add_pod(self, **overrides: Any) -> dict[str, Any]:
+        pod = self._new_pod(
+            {"name": "seeded", "gpuTypeId": "NVIDIA GeForce RTX 4090", "cloudType": "SECURE"}, spot=False
+        )
+        pod.update(overrides)
+        self.pods[pod["id"]] = pod
+        return pod
+
+    def calls_of(self, operation: str) -> list[dict[str, Any]]:
+        return [variables for name, variables in self.calls if name == operation]
+
+    # --- resolution ---
+
+    def _gpu(self, gpu_id: str | None) -> dict[str, Any] | None:
+        return next((g for g in self.gpu_types if g["id"] == gpu_id), None)
+
+    def _lowest_price(self, gpu: dict[str, Any], price_input: dict[str, Any] | None) -> dict[str, Any]:
+        price_input = price_input or {}
+        cloud = "SECURE" if price_input.get("secureCloud", True) else "COMMUNITY"
+        price = gpu["securePrice"] if cloud == "SECURE" else gpu["communityPrice"]
+        stock = gpu["stock"][cloud]
+        count = int(price_input.get("gpuCount", 1))
+        if stock is None or price is None or count > gpu["maxGpuCount"]:
+            # Out of stock: the object is there, its fields are null (as recorded 2026-08-20).
+            return {
+                "uninterruptablePrice": None,
+                "minimumBidPrice": None,
+                "stockStatus": None,
+                "maxUnreservedGpuCount": None,
+                "availableGpuCounts": None,
+            }
+        spot = gpu["secureSpotPrice"] if cloud == "SECURE" else gpu["communitySpotPrice"]
+        free = {"High": 8, "Medium": 4, "Low": 2}[stock]
+        return {
+            "uninterruptablePrice": price,
+            "minimumBidPrice": spot,
+            "stockStatus": stock,
+            "maxUnreservedGpuCount": free,
+            "availableGpuCounts": list(range(1, min(free, gpu["maxGpuCount"]) + 1)),
+        }
+
+    def gpu_types_view(self, ids: list[str] | None) -> list[dict[str, Any]]:
+        out = []
+        for gpu in self.gpu_types:
+            if ids and gpu["id"] not in ids:
+                continue
+            view = {k: v for k, v in gpu.items() if k != "stock"}
+            view["lowestPrice"] = lambda _info, input=None, g=gpu: self._lowest_price(g, input)
+            out.append(view)
+        return out
+
+    def _new_pod(self, spec: dict[str, Any], *, spot: bool) -> dict[str, Any]:
+        gpu = self._gpu(spec.get("gpuTypeId")) or self.gpu_types[0]
+        count = int(spec.get("gpuCount") or 1)
+        cloud = spec.get("cloudType") or "ALL"
+        secure = cloud != "COMMUNITY" and gpu["securePrice"] is not None
+        unit = (spec.get("bidPerGpu") if spot else None) or (
+            gpu["securePrice"] if secure else gpu["communityPrice"]
+        )
+        pod_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(14))
+        env = [f"{e['key']}={e['value']}" for e in spec.get("env") or []]
+        return {
+            "id": pod_id,
+            "name": spec.get("name") or pod_id,
+            "desiredStatus": "RUNNING",
+            "costPerHr": round(unit * count, 4),
+            "adjustedCostPerHr": round(unit * count, 4),
+            "gpuCount": count,
+            "vcpuCount": 8.0 * count,
+            "memoryInGb": 31.0 * count,
+            "imageName": spec.get("imageName") or "runpod/pytorch",
+            "machineId": "m" + pod_id[:11],
+            "containerDiskInGb": spec.get("containerDiskInGb"),
+            "volumeInGb": spec.get("volumeInGb"),
+            "volumeMountPath": spec.get("volumeMountPath") or "/workspace",
+            "networkVolumeId": spec.get("networkVolumeId"),
+            "ports": spec.get("ports"),
+            "podType": "INTERRUPTABLE" if spot else "RESERVED",
+            "lastStatusChange": "Rented by User",
+            "uptimeSeconds": 0,
+            "env": env,
+            "dockerArgs": spec.get("dockerArgs") or "",
+            "terminateAfter": spec.get("terminateAfter"),
+            "machine": {
+                "gpuDisplayName": gpu["displayName"],
+                "gpuTypeId": gpu["id"],
+                "dataCenterId": "EU-RO-1",
+                "secureCloud": secure,
+                "supportPublicIp": secure or bool(spec.get("supportPublicIp")),
+                "podHostId": f"{pod_id}-64410065",
+            },
+            "runtime": None,
+            "latestTelemetry": None,
+        }
+
+    def _has_capacity(self, gpu_id: str | None, cloud: str, count: int) -> bool:
+        gpu = self._gpu(gpu_id)
+        if gpu is None:
+            return False
+        clouds = ["SECURE", "COMMUNITY"] if cloud == "ALL" else [cloud]
+        return any(gpu["stock"][c] is not None and count <= gpu["maxGpuCount"] for c in clouds)
+
+    def create(self, spec: dict[str, Any], *, spot: bool) -> dict[str, Any]:
+        ids = spec.get("gpuTypeIdList") or [spec.get("gpuTypeId")]
+        cloud = spec.get("cloudType") or "ALL"
+        count = int(spec.get("gpuCount") or 1)
+        chosen = next((g for g in ids if self._has_capacity(g, cloud, count)), None)
+        if chosen is None:
+            raise graphql.GraphQLError(CAPACITY_MESSAGE)
+        pod = self._new_pod({**spec, "gpuTypeId": chosen}, spot=spot)
+        self.pods[pod["id"]] = pod
+        return pod
+
+    def get(self, pod_id: str) -> dict[str, Any] | None:
+        pod = self.pods.get(pod_id)
+        if pod is not None and self.pod_timeline[pod_id]:
+            pod.update(self.pod_timeline[pod_id].popleft())
+        return pod
+
+    def root(self) -> Any:
+        state = self
+
+        class Root:
+            @staticmethod
+            def myself(_info: Any) -> dict[str, Any]:
+                live = [p for p in state.pods.values() if p["desiredStatus"] != "TERMINATED"]
+                return {
+                    "id": "user-standin",
+                    "pubKey": state.pub_key,
+                    "pods": live,
+                    "currentSpendPerHr": sum(p["costPerHr"] for p in live if p["desiredStatus"] == "RUNNING"),
+                }
+
+            @staticmethod
+            def pod(_info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
+                pod = state.get(input["podId"])
+                return None if pod is None or pod["desiredStatus"] == "TERMINATED" else pod
+
+            @staticmethod
+            def gpuTypes(_info: Any, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                input = input or {}
+                ids = input.get("ids") or ([input["id"]] if input.get("id") else None)
+                return state.gpu_types_view(ids)
+
+            @staticmethod
+            def podFindAndDeployOnDemand(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                return state.create(input, spot=False)
+
+            @staticmethod
+            def podRentInterruptable(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                gpu = state._gpu(input.get("gpuTypeId"))
+                floor = gpu["secureSpotPrice"] if gpu else None
+                if floor is not None and float(input.get("bidPerGpu") or 0) < floor:
+                    raise graphql.GraphQLError(f"Your bid price is below the minimum bid price of {floor}.")
+                return state.create(input, spot=True)
+
+            @staticmethod
+            def _existing(pod_id: str, verb: str) -> dict[str, Any]:
+                pod = state.pods.get(pod_id)
+                if pod is None or pod["desiredStatus"] == "TERMINATED":
+                    raise graphql.GraphQLError(f"Could not {verb} pod: pod {pod_id} not found.")
+                return pod
+
+            @staticmethod
+            def podResume(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                pod = Root._existing(input["podId"], "resume")
+                pod.update(desiredStatus="RUNNING", runtime=None, uptimeSeconds=0)
+                return pod
+
+            @staticmethod
+            def podBidResume(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                return Root.podResume(_info, input)
+
+            @staticmethod
+            def podStop(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                pod = Root._existing(input["podId"], "stop")
+                pod.update(desiredStatus="EXITED", runtime=None)
+                return pod
+
+            @staticmethod
+            def podTerminate(_info: Any, input: dict[str, Any]) -> None:
+                Root._existing(input["podId"], "terminate")["desiredStatus"] = "TERMINATED"
+
+            @staticmethod
+            def updateUserSettings(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                state.pub_key = input["pubKey"]
+                return {"id": "user-standin", "pubKey": state.pub_key}
+
+        return Root
+
+
+def _root_field(document: graphql.DocumentNode) -> str:
+    for definition in document.definitions:
+        if isinstance(definition, graphql.OperationDefinitionNode):
+            first = definition.selection_set.selections[0]
+            assert isinstance(first, graphql.FieldNode)
+            return first.name.value
+    return ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StandinServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(
+        self,
+        status: int,
+        body: str,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        raw = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length)
+        with state.lock:
+            state.requests.append((self.path, dict(self.headers.items())))
+        if self.path != "/graphql":
+            self._send(404, json.dumps({"error": "not found"}))
+            return
+        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            self._send(401, json.dumps({"errors": [{"message": "Unauthorized"}]}))
+            return
+        payload = json.loads(raw)
+        try:
+            document = graphql.parse(payload["query"])
+        except graphql.GraphQLError as exc:
+            self._send(
+                400,
+                json.dumps(
+                    {"errors": [{"message": exc.message, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}}]}
+                ),
+            )
+            return
+        problems = graphql.validate(merged_schema(), document)
+        if problems:
+            self._send(
+                400,
+                json.dumps(
+                    {
+                        "errors": [
+                            {"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
+                            for p in problems
+                        ]
+                    }
+                ),
+            )
+            return
+        operation = payload.get("operationName") or ""
+        variables = payload.get("variables") or {}
+        with state.lock:
+            state.calls.append((operation, variables))
+            fault = state.faults[operation].popleft() if state.faults[operation] else None
+        if fault is not None and fault.kind == "hang":
+            state.hang_release.wait()
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "http":
+            self._send(fault.status, fault.body, fault.content_type, fault.headers)
+            return
+        if fault is not None and fault.kind == "graphql_errors":
+            self._send(200, json.dumps({"data": None, "errors": fault.errors}))
+            return
+        if fault is not None and fault.kind == "null_data":
+            self._send(200, json.dumps({"data": {_root_field(document): None}}))
+            return
+        with state.lock:
+            result = graphql.execute(
+                merged_schema(),
+                document,
+                root_value=state.root(),
+                variable_values=variables,
+                operation_name=operation or None,
+            )
+        if fault is not None and fault.kind == "drop_after_apply":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
+        self._send(200, json.dumps(body))
+
+
+class StandinServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: StandinState) -> None:
+        self.state = state
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/graphql"
+
+
+def start_standin(api_key: str) -> tuple[StandinServer, Callable[[], None]]:
+    """Start a stand-in on a free loopback port; returns it and a stop function."""
+    server = StandinServer(StandinState(api_key))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.state.hang_release.set()
+        server.shutdown()
+        server.server_close()
+
+    return server, stop

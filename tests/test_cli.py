@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runpod_hybrid import __version__
+from runpod_hybrid.cli import main
+
+from conftest import SENTINEL_KEY
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version_via_the_installed_script() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runpod_hybrid.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"rph {__version__}"
+
+
+def test_config_show_json_masks_key_and_names_sources(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_KEY)
+    code, out, err = run_cli(capsys, "config", "show", "--json")
+    assert code == 0
+    assert SENTINEL_KEY not in out + err
+    payload = json.loads(out)
+    assert payload["api_key"] == {
+        "set": True,
+        "masked": "…" + SENTINEL_KEY[-4:],
+        "source": "env:RUNPOD_API_KEY",
+    }
+    assert payload["settings"]["pod_ttl_h"] == {"value": 24.0, "source": "default"}
+
+
+def test_global_options_before_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--json", "--log-level", "error", "config", "show")
+    assert code == 0
+    assert json.loads(out)["api_key"]["set"] is False
+
+
+def test_config_show_human_says_no_key(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "config", "show")
+    assert code == 0
+    assert "not set (local backend only)" in out
+
+
+def test_config_init_writes_loadable_file_and_refuses_overwrite(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    code, out, _ = run_cli(capsys, "config", "init")
+    path = isolated_home / ".config" / "runpod-hybrid" / "config.toml"
+    assert code == 0 and str(path) in out and path.exists()
+    assert run_cli(capsys, "config", "show")[0] == 0
+    code, _, err = run_cli(capsys, "config", "init")
+    assert code == 1 and "--force" in err
+    assert run_cli(capsys, "config", "init", "--force")[0] == 0
+
+
+def test_broken_settings_file_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    path = isolated_home / ".config" / "runpod-hybrid" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text("cloud_type = [\n")
+    code, out, err = run_cli(capsys, "--json", "config", "show")
+    assert code == 1
+    assert str(path) in err
+    assert json.loads(out)["error"]["type"] == "ConfigError"
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "config" in err

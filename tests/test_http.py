@@ -1,0 +1,182 @@
+"""The HTTP transport against a real loopback server (the RunPod stand-in), with recorded sleeps."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from runpod_hybrid import __version__
+from runpod_hybrid._http import HttpTransport, RetryPolicy
+from runpod_hybrid.config import ApiKey
+from runpod_hybrid.errors import (
+    AuthError,
+    BadResponseError,
+    ConnectionFailedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+)
+
+from conftest import SENTINEL_KEY, FakeTime
+from runpod_standin import GATEWAY_PAGE, Fault, StandinServer
+
+LIST = {"query": "query ListPods { myself { id } }", "operationName": "ListPods", "variables": {}}
+CREATE = {
+    "query": "mutation CreateOnDemandPod($input: PodFindAndDeployOnDemandInput!) "
+    "{ podFindAndDeployOnDemand(input: $input) { id } }",
+    "operationName": "CreateOnDemandPod",
+    "variables": {"input": {"gpuTypeId": "NVIDIA GeForce RTX 4090", "cloudType": "SECURE"}},
+}
+
+
+def transport(fake_time: FakeTime, key: str = SENTINEL_KEY, **kwargs: object) -> HttpTransport:
+    return HttpTransport(ApiKey(key, "test"), sleep=fake_time.sleep, clock=fake_time.clock, **kwargs)  # type: ignore[arg-type]
+
+
+def test_auth_header_user_agent_and_no_key_in_url(standin: StandinServer, fake_time: FakeTime) -> None:
+    body = transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert body["data"]["myself"]["id"] == "user-standin"
+    path, headers = standin.state.requests[-1]
+    assert headers["Authorization"] == f"Bearer {SENTINEL_KEY}"
+    assert headers["User-Agent"] == f"runpod-hybrid/{__version__}"
+    assert SENTINEL_KEY not in path
+    assert fake_time.sleeps == []
+
+
+def test_429_with_retry_after_waits_then_succeeds(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["ListPods"].append(
+        Fault.http(429, '{"error": "rate limited"}', "application/json", **{"Retry-After": "3"})
+    )
+    body = transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert body["data"]["myself"]["id"] == "user-standin"
+    assert fake_time.sleeps == [3.0]
+    assert len(standin.state.calls_of("ListPods")) == 2
+
+
+def test_429_on_a_create_is_retried_too(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(
+        Fault.http(429, '{"error": "slow down"}', "application/json", **{"Retry-After": "2"})
+    )
+    transport(fake_time).request("POST", standin.url, json_body=CREATE, idempotent=False)
+    assert fake_time.sleeps == [2.0]
+    assert len(standin.state.pods) == 1
+
+
+def test_retry_after_beyond_the_deadline_raises_instead_of_waiting(
+    standin: StandinServer, fake_time: FakeTime
+) -> None:
+    standin.state.faults["ListPods"].append(
+        Fault.http(429, "{}", "application/json", **{"Retry-After": "600"})
+    )
+    with pytest.raises(RateLimitError) as info:
+        transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert info.value.retry_after_s == 600
+    assert fake_time.sleeps == []
+
+
+def test_502_html_on_a_read_is_retried_then_raised_as_server_error(
+    standin: StandinServer, fake_time: FakeTime
+) -> None:
+    for _ in range(4):
+        standin.state.faults["ListPods"].append(Fault.http(502, GATEWAY_PAGE))
+    policy = RetryPolicy(max_attempts=4, initial_backoff_s=0.5, max_backoff_s=8, deadline_s=60)
+    with pytest.raises(ServerError) as info:
+        transport(fake_time, retry=policy).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert info.value.status_code == 502
+    assert "502 Bad Gateway" in str(info.value)
+    assert "<" not in str(info.value)
+    assert len(standin.state.calls_of("ListPods")) == 4
+    # Jittered exponential backoff: each wait within [base/2, base] for base 0.5, 1, 2.
+    assert len(fake_time.sleeps) == 3
+    for wait, base in zip(fake_time.sleeps, (0.5, 1.0, 2.0), strict=True):
+        assert base / 2 <= wait <= base
+
+
+def test_502_then_success_on_a_read(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["ListPods"].append(Fault.http(502, GATEWAY_PAGE))
+    body = transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert body["data"]["myself"]["id"] == "user-standin"
+    assert len(fake_time.sleeps) == 1
+
+
+def test_5xx_on_a_create_is_not_retried(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(Fault.http(503, "unavailable", "text/plain"))
+    with pytest.raises(ServerError):
+        transport(fake_time).request("POST", standin.url, json_body=CREATE, idempotent=False)
+    assert len(standin.state.calls_of("CreateOnDemandPod")) == 1
+    assert fake_time.sleeps == []
+
+
+def test_read_timeout_on_a_create_is_raised_not_retried(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(Fault.hang())
+    with pytest.raises(RequestTimeoutError) as info:
+        transport(fake_time, read_timeout_s=0.2).request(
+            "POST", standin.url, json_body=CREATE, idempotent=False
+        )
+    assert info.value.request_sent is True
+    assert "list your pods" in str(info.value)
+    assert len(standin.state.calls_of("CreateOnDemandPod")) == 1
+    assert fake_time.sleeps == []
+
+
+def test_dropped_connection_after_a_create_is_not_retried(
+    standin: StandinServer, fake_time: FakeTime
+) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(Fault.drop_after_apply())
+    with pytest.raises(ConnectionFailedError) as info:
+        transport(fake_time).request("POST", standin.url, json_body=CREATE, idempotent=False)
+    assert info.value.request_sent is True
+    assert len(standin.state.pods) == 1  # the pod exists: a blind retry would have made a second one
+    assert fake_time.sleeps == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_on_a_create_is_retried(fake_time: FakeTime) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/graphql"
+    policy = RetryPolicy(max_attempts=3)
+    with pytest.raises(ConnectionFailedError) as info:
+        transport(fake_time, retry=policy).request("POST", url, json_body=CREATE, idempotent=False)
+    assert info.value.request_sent is False
+    assert len(fake_time.sleeps) == 2
+    assert SENTINEL_KEY not in str(info.value)
+
+
+def test_deadline_bounds_total_waiting(fake_time: FakeTime) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/graphql"
+    policy = RetryPolicy(max_attempts=100, initial_backoff_s=4, max_backoff_s=8, deadline_s=20)
+    with pytest.raises(ConnectionFailedError):
+        transport(fake_time, retry=policy).request("POST", url, json_body=LIST, idempotent=True)
+    assert sum(fake_time.sleeps) <= 20 + 1e-9
+    assert len(fake_time.sleeps) < 10
+
+
+def test_wrong_key_is_an_auth_error_without_the_key(standin: StandinServer, fake_time: FakeTime) -> None:
+    wrong = "rpa_WRONGKEY0000000000000000000000000000"
+    with pytest.raises(AuthError) as info:
+        transport(fake_time, key=wrong).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert info.value.status_code == 401
+    assert "key is wrong, revoked, or lacks the permission" in str(info.value)
+    assert wrong not in str(info.value)
+    assert fake_time.sleeps == []
+
+
+def test_non_json_success_body_is_a_typed_error(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["ListPods"].append(Fault.http(200, "<html>maintenance</html>"))
+    with pytest.raises(BadResponseError, match="not JSON"):
+        transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+
+
+def test_error_bodies_echoing_the_key_are_redacted(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["ListPods"].append(
+        Fault.http(400, f'{{"error": "bad header Bearer {SENTINEL_KEY}"}}', "application/json")
+    )
+    with pytest.raises(Exception) as info:
+        transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+    assert SENTINEL_KEY not in str(info.value)
+    assert "HTTP 400" in str(info.value)
