@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh machine, then run every check. `.ci/run` calls this.
+# Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# System tools the tests drive for real: OpenSSH's sshd plays a pod, rsync moves files.
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+if [ ${#need[@]} -gt 0 ]; then
+  step "installing ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
+  "$PY" -m venv .venv
+fi
+step "installing runpod-hybrid with its dev extra"
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# A strict editable install (a link tree) so mypy can follow the package-dir mapping.
+.venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import runpod_hybrid, runpod_hybrid_mcp, runpod_hybrid_worker'
+
+step "ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+step "mypy (strict)"
+.venv/bin/mypy -p runpod_hybrid -p runpod_hybrid_mcp -p runpod_hybrid_worker
+
+step "wheel: build, install into a fresh venv, import the three packages"
+wheel_dir=$(mktemp -d)
+wheel_venv=$(mktemp -d)
+trap 'rm -rf "$wheel_dir" "$wheel_venv"' EXIT
+.venv/bin/python -m build --wheel --outdir "$wheel_dir" . >"$wheel_dir/build.log" 2>&1 || { cat "$wheel_dir/build.log"; exit 1; }
+"$PY" -m venv "$wheel_venv"
+"$wheel_venv/bin/python" -m pip install -q --no-deps "$wheel_dir"/*.whl 2>&1 | grep -v '^WARNING: Location' || true
+(cd "$wheel_dir" && "$wheel_venv/bin/python" -c '
+import sys, runpod_hybrid, runpod_hybrid_mcp, runpod_hybrid_worker
+from importlib.resources import files
+assert files("runpod_hybrid").joinpath("py.typed").is_file(), "py.typed missing from the wheel"
+assert files("runpod_hybrid.data").joinpath("serverless-flex-prices.json").is_file()
+assert "runpod" not in sys.modules and "mcp" not in sys.modules
+print("wheel ok:", runpod_hybrid.__file__)')
+
+step "pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ $status -eq 5 ]; then
+  echo "pytest collected no tests: the test set-up is broken" >&2
+  exit 1
+fi
+exit $status
