@@ -23,6 +23,7 @@ they occur, with ``raise ... from exc``. Every message says what to do next, and
     ├── TransportError                   the request did not complete
     │   ├── ConnectionFailedError        could not connect (request_sent says if it may have arrived)
     │   └── RequestTimeoutError          connect or read timed out
+    ├── PodNotReadyError                 a pod did not become usable (crash loop, exited, no public IP...)
     ├── RemoteCommandError               a command on a pod failed to run or returned non-zero
     └── JobError                         a job ended FAILED, TIMED_OUT or CANCELLED
         └── JobExpiredError              the job's result is gone (serverless ttl passed)
@@ -50,6 +51,7 @@ __all__ = [
     "JobExpiredError",
     "MissingApiKeyError",
     "NotFoundError",
+    "PodNotReadyError",
     "RateLimitError",
     "RemoteCommandError",
     "RequestTimeoutError",
@@ -79,7 +81,7 @@ class MissingApiKeyError(ConfigError):
             "  2. set the environment variable RUNPOD_API_KEY,\n"
             f'  3. put it in {config_path} as `api_key = "..."` under [{profile}] '
             '(what `runpod config` writes) or as top-level `apiKey = "..."` (what runpodctl writes).\n'
-            "Without a key, jobs run on the local backend (`--backend local`)."
+            "Without a key, only offline commands work (`rph config`, `rph pods create --dry-run`)."
         )
 
 
@@ -219,6 +221,16 @@ class RequestTimeoutError(TransportError):
 
     def __init__(self, message: str, *, request_sent: bool) -> None:
         self.request_sent = request_sent
+        super().__init__(message)
+
+
+class PodNotReadyError(RunPodHybridError):
+    """A pod did not become usable; ``reason`` names the failure mode (crash_loop, no_runtime, exited,
+    no_public_ip, no_ssh_port, ssh_refused, timeout)."""
+
+    def __init__(self, message: str, *, pod_id: str, reason: str) -> None:
+        self.pod_id = pod_id
+        self.reason = reason
         super().__init__(message)
 
 
