@@ -150,6 +150,293 @@ def _config_init(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- gpus and pods ---------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import RunPod
+
+    return RunPod(config=_load_config(args))
+
+
+def _as_json(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.2f}"
+
+
+def _gpus(args: argparse.Namespace) -> int:
+    types = _client(args).gpus.list(
+        gpu_count=args.count, min_vram_gb=args.min_vram, cloud_type=args.cloud.upper()
+    )
+    rows = [
+        f"{'GPU TYPE ID':<34} {'NAME':<16} {'VRAM':>5}  {'SECURE':>8} {'STOCK':<6}  {'COMMUNITY':>9} {'STOCK':<6}  {'SPOT':>6}"
+    ]
+    for gpu in types:
+        secure, community = gpu.offer("SECURE"), gpu.offer("COMMUNITY")
+        rows.append(
+            f"{gpu.id:<34} {gpu.display_name:<16} {gpu.memory_gb:>4}G  "
+            f"{_money(secure.usd_per_gpu_hour if secure else None):>8} {(secure.stock_status if secure else None) or '-':<6}  "
+            f"{_money(community.usd_per_gpu_hour if community else None):>9} {(community.stock_status if community else None) or '-':<6}  "
+            f"{_money(gpu.secure_spot_usd_per_hour):>6}"
+        )
+    rows.append(f"prices per GPU-hour for {args.count} GPU(s); '-' means out of stock now")
+    emit(args, [_as_json(g) for g in types], "\n".join(rows))
+    return 0
+
+
+def _pod_line(pod: Any) -> str:
+    ssh = pod.ssh
+    return (
+        f"{pod.id:<16} {pod.status:<10} {_money(pod.usd_per_hour) + '/h':>9}  {pod.gpu_count}x "
+        f"{pod.gpu_display_name or pod.gpu_type_id or '?':<14} {'spot' if pod.is_spot else '':<4} "
+        f"{ssh.host + ':' + str(ssh.port) if ssh else '-':<22} {pod.name}"
+    )
+
+
+def _pods_list(args: argparse.Namespace) -> int:
+    pods = _client(args).pods.list(status=args.status, name=args.name, ours_only=args.ours)
+    total = sum(p.usd_per_hour for p in pods if p.status == "RUNNING")
+    human = "\n".join(
+        [_pod_line(p) for p in pods] + [f"{len(pods)} pod(s); running ones cost {_money(total)}/h"]
+    )
+    emit(args, [_as_json(p) for p in pods], human)
+    return 0
+
+
+def _pods_get(args: argparse.Namespace) -> int:
+    pod = _client(args).pods.get(args.pod)
+    emit(args, _as_json(pod), _pod_line(pod))
+    return 0
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from .pods import PodSpec
+
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--env takes KEY=VALUE, got {item!r}.")
+        env[key] = value
+    return PodSpec(
+        name=args.name,
+        gpu_types=tuple(args.gpu),
+        gpu_count=args.count,
+        min_vram_gb=args.min_vram,
+        cloud_type=args.cloud,
+        fallback_cloud_types=tuple(args.fallback_cloud) if args.fallback_cloud else None,
+        image=args.image,
+        container_disk_gb=args.disk_gb,
+        volume_gb=args.volume_gb,
+        network_volume_id=args.network_volume,
+        env=env,
+        extra_ports=tuple(args.port),
+        spot=args.spot,
+        bid_per_gpu_usd=args.bid,
+        ttl_h=0.0 if args.no_ttl else args.ttl_h,
+        docker_args=args.docker_args,
+    )
+
+
+def _pods_create(args: argparse.Namespace) -> int:
+    spec = _spec_from_args(args)
+    if args.dry_run:
+        import secrets
+        from datetime import UTC, datetime
+
+        from .config import load_config
+        from .podapi import create_variables
+        from .pods import preview_create
+        from .redact import redact_value
+        from .sshkeys import key_path, public_key
+
+        config = load_config(profile=args.profile)
+        path = key_path(config.settings.ssh_key_path)
+        preview = preview_create(
+            spec,
+            config.settings,
+            public_key=public_key(path) or f"<generated at create: {path}.pub>",
+            now=datetime.now(UTC),
+            token=secrets.token_hex(4),
+        )
+        attempts = [
+            {
+                "operation": "podRentInterruptable" if r.spot else "podFindAndDeployOnDemand",
+                "variables": redact_value(create_variables(r)),
+            }
+            for r in preview.requests
+        ]
+        payload = {
+            "dry_run": True,
+            "max_usd_per_hour": preview.max_usd_per_hour,
+            "cost_note": "upper bound: create refuses any candidate over max_pod_usd_per_hour; live prices need the API",
+            "attempts_in_order": attempts,
+        }
+        human = [
+            f"dry run: {len(preview.requests)} create attempt(s) in order, at most "
+            f"{_money(preview.max_usd_per_hour)}/h (env values hidden)"
+        ]
+        human += [f"  {a['operation']}: {json.dumps(a['variables'])}" for a in attempts]
+        emit(args, payload, "\n".join(human))
+        return 0
+    client = _client(args)
+
+    def on_attempt(attempt: Any) -> None:
+        if not args.json:
+            sys.stderr.write(
+                f"  {attempt.gpu_type_id} ({attempt.cloud_type}, {_money(attempt.usd_per_hour)}/h): "
+                f"{attempt.outcome}{' - ' + attempt.detail if attempt.detail else ''}\n"
+            )
+
+    result = client.pods.create(spec, on_attempt=on_attempt)
+    pod = result.pod
+    if args.wait:
+        pod = client.pods.wait_until_ready(pod.id, on_progress=_progress_printer(args))
+    payload = {
+        "pod": _as_json(pod),
+        "attempts": [_as_json(a) for a in result.attempts],
+        "usd_per_hour": pod.usd_per_hour,
+    }
+    emit(args, payload, f"created {pod.id} at {_money(pod.usd_per_hour)}/h\n{_pod_line(pod)}")
+    return 0
+
+
+def _progress_printer(args: argparse.Namespace) -> Any:
+    tty = sys.stderr.isatty() and not args.json
+
+    def show(message: str) -> None:
+        if tty:
+            sys.stderr.write(f"\r\033[K{message}")
+            sys.stderr.flush()
+
+    return show
+
+
+def _pods_start(args: argparse.Namespace) -> int:
+    pod = _client(args).pods.start(args.pod, bid_per_gpu_usd=args.bid)
+    emit(args, _as_json(pod), f"started {pod.id}: {_pod_line(pod)}")
+    return 0
+
+
+def _pods_stop(args: argparse.Namespace) -> int:
+    pod = _client(args).pods.stop(args.pod)
+    emit(args, _as_json(pod), f"stopped {pod.id} (its volume disk keeps billing until you terminate it)")
+    return 0
+
+
+def _pods_terminate(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"Terminating deletes {args.pod} and its volume disk. Pass --yes to confirm.")
+        answer = input(f"Terminate {args.pod}? Its volume disk is deleted. Type the pod id to confirm: ")
+        if answer.strip() != args.pod:
+            sys.stderr.write("not confirmed; nothing done\n")
+            return EXIT_ERROR
+    _client(args).pods.terminate(args.pod)
+    emit(args, {"terminated": args.pod}, f"terminated {args.pod}")
+    return 0
+
+
+def _pods_wait(args: argparse.Namespace) -> int:
+    progress = _progress_printer(args)
+    pod = _client(args).pods.wait_until_ready(
+        args.pod, timeout_s=args.timeout_s, need_ssh=not args.no_ssh, on_progress=progress
+    )
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    emit(args, _as_json(pod), f"ready: {_pod_line(pod)}")
+    return 0
+
+
+def _pods_telemetry(args: argparse.Namespace) -> int:
+    t = _client(args).pods.telemetry(args.pod)
+    lines = [
+        f"{t.pod_id} {t.status}: up {t.uptime_s}s, {_money(t.usd_per_hour)}/h, {_money(t.cost_since_start_usd)} "
+        f"since start; cpu {t.cpu_percent}% mem {t.memory_percent}%"
+    ]
+    lines += [
+        f"  gpu {g.id}: util {g.util_percent}% mem {g.memory_util_percent}% "
+        f"temp {g.temperature_c}C power {g.power_w}W"
+        for g in t.gpus
+    ]
+    emit(args, _as_json(t), "\n".join(lines))
+    return 0
+
+
+def _pods_ssh_info(args: argparse.Namespace) -> int:
+    client = _client(args)
+    endpoint = client.pods.ssh_endpoint(args.pod)
+    key = client.config.settings.ssh_key_path
+    command = f"ssh {endpoint.user}@{endpoint.host} -p {endpoint.port} -i {key}"
+    emit(args, {**_as_json(endpoint), "command": command}, command)
+    return 0
+
+
+def _add_pod_commands(commands: _Commands) -> None:
+    gpus = commands.command("gpus", "GPU types with live stock and price per GPU-hour", _gpus)
+    gpus.add_argument("--count", type=int, default=1, help="GPUs per pod (stock differs by count)")
+    gpus.add_argument("--min-vram", type=int, default=0, metavar="GB")
+    gpus.add_argument("--cloud", choices=("secure", "community", "all"), default="all")
+
+    pods = commands.group("pods", "create, inspect and manage GPU pods")
+    lister = pods.command("list", "your pods and what the running ones cost", _pods_list)
+    lister.add_argument("--status", help="e.g. RUNNING or EXITED")
+    lister.add_argument("--name", help="substring of the pod name")
+    lister.add_argument("--ours", action="store_true", help="only pods created by runpod-hybrid")
+    for name, help_text, handler in (
+        ("get", "one pod", _pods_get),
+        ("stop", "stop a pod (releases the GPU; the volume disk keeps billing)", _pods_stop),
+        ("telemetry", "utilisation and cost so far", _pods_telemetry),
+        ("ssh-info", "the direct SSH endpoint", _pods_ssh_info),
+    ):
+        pods.command(name, help_text, handler).add_argument("pod", help="pod id")
+    start = pods.command("start", "resume a stopped pod (spot pods bid again)", _pods_start)
+    start.add_argument("pod")
+    start.add_argument("--bid", type=float, help="spot bid per GPU-hour (default: the pod's last price)")
+    term = pods.command("terminate", "delete a pod and its volume disk", _pods_terminate)
+    term.add_argument("pod")
+    term.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    wait = pods.command("wait", "wait until a pod runs and accepts SSH", _pods_wait)
+    wait.add_argument("pod")
+    wait.add_argument("--timeout-s", type=float, default=900.0)
+    wait.add_argument("--no-ssh", action="store_true", help="do not wait for SSH")
+
+    create = pods.command("create", "create a pod (TTL, SSH and budget caps on by default)", _pods_create)
+    create.add_argument(
+        "--gpu", action="append", default=[], help="GPU type id or name; repeat to give fallbacks"
+    )
+    create.add_argument("--count", type=int, default=1, help="GPUs per pod")
+    create.add_argument("--min-vram", type=int, default=None, metavar="GB")
+    create.add_argument("--cloud", choices=("SECURE", "COMMUNITY", "ALL"), type=str.upper)
+    create.add_argument("--fallback-cloud", action="append", type=str.upper, choices=("SECURE", "COMMUNITY"))
+    create.add_argument("--image")
+    create.add_argument("--name", default="pod", help="pod name (a client token is appended)")
+    create.add_argument("--disk-gb", type=int, help="container disk (wiped on stop)")
+    create.add_argument("--volume-gb", type=int, help="volume disk at /workspace (kept on stop)")
+    create.add_argument("--network-volume", help="network volume id to attach")
+    create.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--port", action="append", default=[], help="extra port, e.g. 8888/http")
+    create.add_argument("--docker-args", help="start command (replaces the image's /start.sh)")
+    create.add_argument("--spot", action="store_true", help="interruptible pod at a bid price")
+    create.add_argument("--bid", type=float, help="spot bid per GPU-hour (default: current minimum)")
+    ttl = create.add_mutually_exclusive_group()
+    ttl.add_argument("--ttl-h", type=float, help="RunPod terminates the pod after this many hours")
+    ttl.add_argument(
+        "--no-ttl", action="store_true", help="no server-side TTL (the pod runs until you stop it)"
+    )
+    create.add_argument("--dry-run", action="store_true", help="print the exact create calls; call nothing")
+    create.add_argument("--wait", action="store_true", help="wait until the pod accepts SSH")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rph",
@@ -164,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.command("show", "show every setting with its source (the key masked)", _config_show)
     init = config.command("init", "write a commented settings file", _config_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing settings file")
+    _add_pod_commands(commands)
     return parser
 
 

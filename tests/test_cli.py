@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -81,3 +82,63 @@ def test_broken_settings_file_is_a_clear_error(
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys)
     assert code == 2 and "config" in err
+
+
+def test_pods_create_dry_run_prints_variables_without_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_KEY)
+    code, out, err = run_cli(
+        capsys,
+        "pods",
+        "create",
+        "--dry-run",
+        "--gpu",
+        "NVIDIA GeForce RTX 4090",
+        "--image",
+        "runpod/pytorch:2.4.0",
+        "--json",
+    )
+    assert code == 0, err
+    assert SENTINEL_KEY not in out + err
+    payload = json.loads(out)
+    [attempt] = payload["attempts_in_order"]
+    variables = attempt["variables"]["input"]
+    assert attempt["operation"] == "podFindAndDeployOnDemand"
+    assert variables["terminateAfter"].endswith("Z")
+    assert variables["ports"] == "22/tcp"
+    assert "PUBLIC_KEY" in {e["key"] for e in variables["env"]}
+    assert variables["imageName"] == "runpod/pytorch:2.4.0"
+    assert payload["max_usd_per_hour"] == 5.0
+
+
+def test_pods_create_dry_run_hides_user_env_and_honours_no_ttl(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys,
+        "pods",
+        "create",
+        "--dry-run",
+        "--gpu",
+        "NVIDIA A40",
+        "--no-ttl",
+        "--env",
+        "HF_TOKEN=hf_very_secret",
+        "--json",
+    )
+    assert code == 0
+    assert "hf_very_secret" not in out
+    assert "terminateAfter" not in json.loads(out)["attempts_in_order"][0]["variables"]["input"]
+
+
+def test_pods_list_without_key_says_how_to_provide_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "pods", "list")
+    assert code == 1
+    assert "RUNPOD_API_KEY" in err and "--dry-run" in err
+
+
+def test_terminate_needs_confirmation_when_not_a_tty(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = run_cli(capsys, "pods", "terminate", "abc123")
+    assert code == 1 and "--yes" in err

@@ -55,7 +55,7 @@ def test_missing_key_error_lists_the_three_ways(isolated_home: Path) -> None:
         config.require_key()
     text = str(info.value)
     assert "api_key=" in text and "RUNPOD_API_KEY" in text and ".runpod/config.toml" in text
-    assert "local" in text
+    assert "offline" in text
 
 
 @pytest.mark.parametrize(
