@@ -43,7 +43,7 @@ def third_party_schema() -> graphql.GraphQLSchema:
 
 @dataclass
 class Fault:
-    """One injected answer. ``kind``: graphql_errors, null_data, http, drop_after_apply, hang."""
+    """One injected answer. ``kind``: graphql_errors, null_data, http, drop_after_apply, apply_then_hang, hang."""
 
     kind: str
     status: int = 200
@@ -82,6 +82,11 @@ class Fault:
     def drop_after_apply(cls) -> Fault:
         """Apply the operation, then close the connection without answering (an ambiguous failure)."""
         return cls("drop_after_apply")
+
+    @classmethod
+    def apply_then_hang(cls) -> Fault:
+        """Apply the operation, then never answer: the client times out though the pod was made."""
+        return cls("apply_then_hang")
 
     @classmethod
     def hang(cls) -> Fault:
@@ -440,6 +445,10 @@ class _Handler(BaseHTTPRequestHandler):
                 variable_values=variables,
                 operation_name=operation or None,
             )
+        if fault is not None and fault.kind == "apply_then_hang":
+            state.hang_release.wait()
+            self.close_connection = True
+            return
         if fault is not None and fault.kind == "drop_after_apply":
             self.close_connection = True
             self.connection.shutdown(2)

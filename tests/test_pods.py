@@ -1,0 +1,444 @@
+"""Pod lifecycle, replayed from cassettes/pods/ (recorded against the stand-in); fault tests that cassettes
+cannot hold (a create that hangs after acting) run against the live stand-in."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from runpod_hybrid._http import HttpTransport
+from runpod_hybrid.config import ApiKey, Settings
+from runpod_hybrid.errors import (
+    BudgetExceededError,
+    CapacityError,
+    ConfigError,
+    NotFoundError,
+    PodNotReadyError,
+)
+from runpod_hybrid.graphql import GraphQLClient
+from runpod_hybrid.podapi import GraphQLPodApi, create_variables
+from runpod_hybrid.pods import CreateAttempt, Pods, PodSpec, build_request, preview_create, tcp_accepts
+
+from conftest import SENTINEL_KEY, ApiTarget, FakeTime
+from runpod_standin import Fault, StandinServer
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeTestKeyForRunpodHybridTests rph-test"
+TOKEN = "0a1b2c3d"
+RTX4090 = "NVIDIA GeForce RTX 4090"
+A4000 = "NVIDIA RTX A4000"
+ADA2000 = "NVIDIA RTX 2000 Ada Generation"
+
+
+def make_pods(
+    target: ApiTarget,
+    fake_time: FakeTime,
+    settings: Settings | None = None,
+    *,
+    probe: Any = lambda _host, _port: True,
+    read_timeout_s: float = 30.0,
+) -> Pods:
+    transport = HttpTransport(
+        ApiKey(target.key, "test"),
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        read_timeout_s=read_timeout_s,
+    )
+    api = GraphQLPodApi(GraphQLClient(transport, target.url))
+    return Pods(
+        api,
+        settings or Settings(),
+        public_key=lambda: PUBLIC_KEY,
+        now=lambda: NOW,
+        new_token=lambda: TOKEN,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        tcp_probe=probe,
+    )
+
+
+def sent_creates(cassette: Any) -> list[dict[str, Any]]:
+    """The create variables as recorded (env values scrubbed), in order."""
+    bodies = [json.loads(r.body) for r in cassette.requests]
+    return [
+        b["variables"]["input"]
+        for b in bodies
+        if b["operationName"] in ("CreateOnDemandPod", "CreateSpotPod")
+    ]
+
+
+def seed_pod(target: ApiTarget, **overrides: Any) -> str:
+    """A pod in the stand-in (recording) or the id the cassette knows (replay)."""
+    state = target.seed()
+    pod_id = overrides.pop("id", "seededpod00001")
+    if state is not None:
+        state.add_pod(id=pod_id, **overrides)
+    return pod_id
+
+
+RUNNING_RUNTIME = {
+    "uptimeInSeconds": 42,
+    "ports": [
+        {"ip": "203.0.113.7", "isIpPublic": True, "privatePort": 22, "publicPort": 40022, "type": "tcp"}
+    ],
+    "gpus": [{"id": "GPU-1", "gpuUtilPercent": 0, "memoryUtilPercent": 0}],
+    "container": {"cpuPercent": 1, "memoryPercent": 2},
+}
+
+
+# --- create ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.vcr
+def test_create_sends_ttl_ssh_port_public_key_and_token(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    pods = make_pods(runpod_api, fake_time)
+    result = pods.create(
+        PodSpec(
+            name="train", gpu_types=(RTX4090,), image="runpod/pytorch:2.4.0", env={"HF_TOKEN": "hf_secret"}
+        )
+    )
+    assert result.pod.name == f"train-rph-{TOKEN}" and result.pod.client_token == TOKEN
+    assert [a.outcome for a in result.attempts] == ["created"]
+    [sent] = sent_creates(vcr)
+    assert sent["terminateAfter"] == "2026-11-27T12:00:00Z"  # the 24 h default TTL
+    assert sent["ports"] == "22/tcp"
+    assert sent["startSsh"] is True and sent["supportPublicIp"] is True
+    assert {e["key"] for e in sent["env"]} == {"HF_TOKEN", "PUBLIC_KEY", "RPH_CLIENT_TOKEN"}
+    assert all(e["value"] == "<redacted>" for e in sent["env"])  # scrubbed before the cassette was written
+
+
+def test_create_variables_carry_the_real_values() -> None:
+    spec = PodSpec(gpu_types=(RTX4090,), extra_ports=("8888/http", "22/tcp"), ttl_h=2, env={"A": "1"})
+    from runpod_hybrid.gpus import Candidate
+
+    candidate = Candidate(RTX4090, "RTX 4090", "COMMUNITY", 1, 0.44, 0.3, "High")
+    variables = create_variables(
+        build_request(spec, candidate, TOKEN, settings=Settings(), public_key=PUBLIC_KEY, now=NOW)
+    )["input"]
+    assert variables["ports"] == "22/tcp,8888/http"
+    assert variables["terminateAfter"] == "2026-11-26T14:00:00Z"
+    assert {"key": "PUBLIC_KEY", "value": PUBLIC_KEY} in variables["env"]
+    assert {"key": "A", "value": "1"} in variables["env"]
+    assert variables["cloudType"] == "COMMUNITY" and variables["supportPublicIp"] is True
+    no_ttl = create_variables(
+        build_request(
+            replace(spec, ttl_h=0), candidate, TOKEN, settings=Settings(), public_key=PUBLIC_KEY, now=NOW
+        )
+    )["input"]
+    assert "terminateAfter" not in no_ttl
+
+
+@pytest.mark.vcr
+def test_falls_back_across_three_candidates_through_two_capacity_shapes(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    state = runpod_api.seed()
+    if state is not None:
+        state.faults["CreateOnDemandPod"].extend([Fault.supply_constraint(), Fault.null_data()])
+    seen: list[CreateAttempt] = []
+    result = make_pods(runpod_api, fake_time).create(
+        PodSpec(gpu_types=(RTX4090, A4000, ADA2000)), on_attempt=seen.append
+    )
+    assert [(a.gpu_type_id, a.outcome) for a in result.attempts] == [
+        (RTX4090, "no_capacity"),
+        (A4000, "no_capacity"),
+        (ADA2000, "created"),
+    ]
+    assert seen == list(result.attempts)
+    assert [c["gpuTypeId"] for c in sent_creates(vcr)] == [RTX4090, A4000, ADA2000]
+    assert len({c["name"] for c in sent_creates(vcr)}) == 1  # one token for the whole create
+    assert fake_time.sleeps == []
+
+
+@pytest.mark.vcr
+def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+    state = runpod_api.seed()
+    if state is not None:
+        state.faults["CreateOnDemandPod"].append(Fault.capacity_message())
+    result = make_pods(runpod_api, fake_time).create(
+        PodSpec(gpu_types=(RTX4090,), cloud_type="SECURE", fallback_cloud_types=("COMMUNITY",))
+    )
+    assert [(a.cloud_type, a.outcome) for a in result.attempts] == [
+        ("SECURE", "no_capacity"),
+        ("COMMUNITY", "created"),
+    ]
+    assert [c["cloudType"] for c in sent_creates(vcr)] == ["SECURE", "COMMUNITY"]
+
+
+@pytest.mark.vcr
+def test_nothing_in_stock_is_a_capacity_error_without_a_create(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    with pytest.raises(CapacityError, match="rph gpus"):
+        make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=("NVIDIA H100 NVL",)))
+    assert sent_creates(vcr) == []
+
+
+@pytest.mark.vcr
+def test_over_the_per_pod_cap_is_refused_before_any_create(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    settings = Settings(max_pod_usd_per_hour=1.0)
+    with pytest.raises(BudgetExceededError) as info:
+        make_pods(runpod_api, fake_time, settings).create(PodSpec(gpu_types=(RTX4090,), gpu_count=2))
+    assert info.value.cost_usd == pytest.approx(1.38) and info.value.cap_usd == 1.0
+    assert "$1.38/h" in str(info.value) and "max_pod_usd_per_hour" in str(info.value)
+    assert sent_creates(vcr) == []
+
+
+@pytest.mark.vcr
+def test_over_the_total_cap_is_refused_before_any_create(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    seed_pod(runpod_api, costPerHr=4.0, adjustedCostPerHr=4.0)
+    settings = Settings(max_total_usd_per_hour=4.5)
+    with pytest.raises(BudgetExceededError, match=r"Running pods cost \$4\.00/h"):
+        make_pods(runpod_api, fake_time, settings).create(PodSpec(gpu_types=(RTX4090,)))
+    assert sent_creates(vcr) == []
+
+
+@pytest.mark.vcr
+def test_spot_create_bids_the_current_minimum(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+    result = make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True))
+    assert result.pod.is_spot
+    [sent] = sent_creates(vcr)
+    assert sent["bidPerGpu"] == 0.35 and sent["terminateAfter"] == "2026-11-27T12:00:00Z"
+
+
+@pytest.mark.vcr
+def test_spot_bid_below_minimum_is_refused_before_create(
+    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+) -> None:
+    with pytest.raises(ConfigError, match=r"below the current minimum bid \$0\.350"):
+        make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True, bid_per_gpu_usd=0.1))
+    assert sent_creates(vcr) == []
+
+
+@pytest.mark.vcr
+def test_unknown_gpu_suggests_the_nearest_names(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    with pytest.raises(ConfigError, match=r"Did you mean.*NVIDIA GeForce RTX 4090"):
+        make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=("NVIDIA RTX 4090",)))
+
+
+def test_create_that_times_out_after_acting_is_not_made_twice(
+    standin: StandinServer, fake_time: FakeTime
+) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(Fault.apply_then_hang())
+    target = ApiTarget(standin.url, SENTINEL_KEY, standin)
+    result = make_pods(target, fake_time, read_timeout_s=0.3).create(PodSpec(gpu_types=(RTX4090,)))
+    assert [a.outcome for a in result.attempts] == ["recovered"]
+    assert len(standin.state.pods) == 1
+    assert result.pod.id in standin.state.pods
+    assert len(standin.state.calls_of("CreateOnDemandPod")) == 1
+
+
+def test_ambiguous_failure_with_no_pod_retries_once(standin: StandinServer, fake_time: FakeTime) -> None:
+    standin.state.faults["CreateOnDemandPod"].append(Fault.http(502, "<html>Bad gateway</html>"))
+    target = ApiTarget(standin.url, SENTINEL_KEY, standin)
+    result = make_pods(target, fake_time).create(PodSpec(gpu_types=(RTX4090,)))
+    assert [a.outcome for a in result.attempts] == ["ambiguous", "created"]
+    assert len(standin.state.pods) == 1
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.vcr
+def test_stop_start_terminate_and_terminate_again(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pods = make_pods(runpod_api, fake_time)
+    pod = pods.create(PodSpec(gpu_types=(A4000,))).pod
+    assert pods.stop(pod.id).status == "EXITED"
+    assert pods.get(pod.id).status == "EXITED"
+    assert pods.start(pod.id).status == "RUNNING"
+    assert [p.id for p in pods.list(ours_only=True)] == [pod.id]
+    pods.terminate(pod.id)
+    with pytest.raises(NotFoundError, match="already terminated"):
+        pods.terminate(pod.id)
+    with pytest.raises(NotFoundError, match="rph pods list"):
+        pods.get(pod.id)
+
+
+@pytest.mark.vcr
+def test_list_filters(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    seed_pod(runpod_api, id="aaaaaaaaaaaaa1", name="notebook", desiredStatus="EXITED")
+    seed_pod(runpod_api, id="bbbbbbbbbbbbb2", name="train-rph-00ff00ff")
+    pods = make_pods(runpod_api, fake_time)
+    assert {p.id for p in pods.list()} == {"aaaaaaaaaaaaa1", "bbbbbbbbbbbbb2"}
+    assert [p.id for p in pods.list(status="exited")] == ["aaaaaaaaaaaaa1"]
+    assert [p.id for p in pods.list(ours_only=True)] == ["bbbbbbbbbbbbb2"]
+    assert [p.id for p in pods.list(name="NOTE")] == ["aaaaaaaaaaaaa1"]
+
+
+@pytest.mark.vcr
+def test_resume_on_a_full_host_advises(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(runpod_api, desiredStatus="EXITED")
+    state = runpod_api.seed()
+    if state is not None:
+        state.faults["ResumePod"].append(
+            Fault.capacity_message("There are not enough free GPUs on the host machine.")
+        )
+    with pytest.raises(CapacityError, match="volume disk is lost on terminate"):
+        make_pods(runpod_api, fake_time).start(pod_id)
+
+
+@pytest.mark.vcr
+def test_start_of_a_spot_pod_bids_again(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+    pod_id = seed_pod(
+        runpod_api, desiredStatus="EXITED", podType="INTERRUPTABLE", costPerHr=0.35, adjustedCostPerHr=0.35
+    )
+    make_pods(runpod_api, fake_time).start(pod_id)
+    resumes = [
+        json.loads(r.body) for r in vcr.requests if json.loads(r.body)["operationName"] == "ResumeSpotPod"
+    ]
+    assert resumes and resumes[0]["variables"]["input"] == {"podId": pod_id, "gpuCount": 1, "bidPerGpu": 0.35}
+
+
+@pytest.mark.vcr
+def test_get_of_an_unknown_pod(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    with pytest.raises(NotFoundError, match="No pod 'nosuchpod12345'"):
+        make_pods(runpod_api, fake_time).get("nosuchpod12345")
+
+
+# --- readiness, telemetry, ssh ------------------------------------------------------------------------------
+
+
+@pytest.mark.vcr
+def test_wait_names_a_crash_loop(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(
+        runpod_api, runtime={"uptimeInSeconds": 0, "ports": None, "gpus": [], "container": None}
+    )
+    messages: list[str] = []
+    with pytest.raises(PodNotReadyError) as info:
+        make_pods(runpod_api, fake_time).wait_until_ready(pod_id, poll_s=60, on_progress=messages.append)
+    assert info.value.reason == "crash_loop"
+    assert "crash looping" in str(info.value)
+    assert fake_time.sleeps == [60, 60, 60, 60]
+    assert all("container starting" in m for m in messages)
+
+
+@pytest.mark.vcr
+def test_wait_until_ssh_accepts(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(runpod_api)
+    state = runpod_api.seed()
+    if state is not None:
+        state.pod_timeline[pod_id].extend(
+            [
+                {"runtime": None},
+                {"runtime": {**RUNNING_RUNTIME, "uptimeInSeconds": 0, "ports": None}},
+                {"runtime": RUNNING_RUNTIME},
+                {},
+            ]
+        )
+    probes = iter([False, True])
+    pods = make_pods(runpod_api, fake_time, probe=lambda _h, _p: next(probes))
+    messages: list[str] = []
+    pod = pods.wait_until_ready(pod_id, poll_s=5, on_progress=messages.append)
+    assert pod.ssh is not None and (pod.ssh.host, pod.ssh.port) == ("203.0.113.7", 40022)
+    assert [m.split(": ")[1].split(" (")[0] for m in messages] == [
+        "waiting for container",
+        "container starting",
+        "waiting for sshd",
+        "ready",
+    ]
+
+
+@pytest.mark.vcr
+def test_wait_names_an_exited_pod(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(
+        runpod_api, desiredStatus="EXITED", lastStatusChange="Exited by Runpod: container exited"
+    )
+    with pytest.raises(PodNotReadyError, match="container exited") as info:
+        make_pods(runpod_api, fake_time).wait_until_ready(pod_id)
+    assert info.value.reason == "exited"
+
+
+@pytest.mark.vcr
+def test_wait_names_a_missing_public_ip(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    private = {
+        **RUNNING_RUNTIME,
+        "ports": [{**RUNNING_RUNTIME["ports"][0], "isIpPublic": False, "ip": "10.0.0.2"}],
+    }
+    pod_id = seed_pod(runpod_api, runtime=private, ports="22/tcp")
+    with pytest.raises(PodNotReadyError, match="supportPublicIp") as info:
+        make_pods(runpod_api, fake_time).wait_until_ready(pod_id)
+    assert info.value.reason == "no_public_ip"
+
+
+@pytest.mark.vcr
+def test_wait_times_out_with_the_last_state(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(runpod_api, runtime=RUNNING_RUNTIME, ports="22/tcp")
+    with pytest.raises(PodNotReadyError, match="last state: waiting for sshd") as info:
+        make_pods(runpod_api, fake_time, probe=lambda _h, _p: False).wait_until_ready(
+            pod_id, timeout_s=12, poll_s=5
+        )
+    assert info.value.reason == "timeout" and fake_time.sleeps == [5, 5]
+
+
+@pytest.mark.vcr
+def test_telemetry_and_ssh_endpoint(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
+    pod_id = seed_pod(
+        runpod_api,
+        runtime={**RUNNING_RUNTIME, "uptimeInSeconds": 3600},
+        costPerHr=0.69,
+        adjustedCostPerHr=0.69,
+        ports="22/tcp",
+        latestTelemetry={
+            "state": "RUNNING",
+            "time": "2026-11-26T12:00:00Z",
+            "cpuUtilization": 3.5,
+            "memoryUtilization": 10.0,
+            "averageGpuMetrics": None,
+            "individualGpuMetrics": [
+                {
+                    "id": "GPU-1",
+                    "percentUtilization": 88.0,
+                    "memoryUtilization": 50.0,
+                    "temperatureCelcius": 65.0,
+                    "powerWatts": 300.0,
+                }
+            ],
+        },
+    )
+    pods = make_pods(runpod_api, fake_time)
+    telemetry = pods.telemetry(pod_id)
+    assert telemetry.cost_since_start_usd == 0.69 and telemetry.gpus[0].util_percent == 88.0
+    endpoint = pods.ssh_endpoint(pod_id)
+    assert (endpoint.user, endpoint.host, endpoint.port) == ("root", "203.0.113.7", 40022)
+
+
+# --- offline ------------------------------------------------------------------------------------------------
+
+
+def test_preview_needs_no_api_and_bounds_cost() -> None:
+    preview = preview_create(
+        PodSpec(gpu_types=(RTX4090, A4000), cloud_type="SECURE", fallback_cloud_types=("COMMUNITY",)),
+        Settings(max_pod_usd_per_hour=2.5),
+        public_key=PUBLIC_KEY,
+        now=NOW,
+        token=TOKEN,
+    )
+    assert [(r.gpu_type_id, r.cloud_type) for r in preview.requests] == [
+        (RTX4090, "SECURE"),
+        (A4000, "SECURE"),
+        (RTX4090, "COMMUNITY"),
+        (A4000, "COMMUNITY"),
+    ]
+    assert preview.max_usd_per_hour == 2.5
+    with pytest.raises(ConfigError, match="--gpu"):
+        preview_create(PodSpec(), Settings(), public_key=PUBLIC_KEY, now=NOW, token=TOKEN)
+
+
+def test_tcp_probe_against_a_real_socket() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert tcp_accepts("127.0.0.1", port)
+    assert not tcp_accepts("127.0.0.1", port, timeout_s=0.5)
