@@ -8,10 +8,13 @@ pod = rp.pods.create(PodSpec(gpu_types=("NVIDIA GeForce RTX 4090",))).pod
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, load_config
+from .errors import ConfigError
 from .graphql import GRAPHQL_URL
 
 if TYPE_CHECKING:
@@ -19,6 +22,20 @@ if TYPE_CHECKING:
     from .gpus import Gpus
     from .podapi import PodApi
     from .pods import Pods
+    from .remote import SshRunner
+
+
+def api_url(url: str) -> str:
+    """Accept an API URL only where the key may safely go: HTTPS, or plain HTTP to this machine (a proxy
+    or a test stand-in)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    ):
+        return url
+    raise ConfigError(f"Refusing API URL {url!r}: the API key would travel unencrypted. Use https://.")
 
 
 class RunPod:
@@ -30,10 +47,10 @@ class RunPod:
         *,
         profile: str | None = None,
         config: Config | None = None,
-        graphql_url: str = GRAPHQL_URL,
+        graphql_url: str | None = None,
     ) -> None:
         self.config = config or load_config(api_key, profile=profile)
-        self._graphql_url = graphql_url
+        self._graphql_url = api_url(graphql_url or os.environ.get("RPH_GRAPHQL_URL") or GRAPHQL_URL)
 
     @cached_property
     def transport(self) -> HttpTransport:
@@ -55,6 +72,26 @@ class RunPod:
 
         path = key_path(self.config.settings.ssh_key_path)
         return Pods(self.pod_api, self.config.settings, public_key=lambda: ensure_keypair(path))
+
+    def ssh_key_path(self) -> Path:
+        from .sshkeys import key_path
+
+        return key_path(self.config.settings.ssh_key_path)
+
+    @property
+    def known_hosts(self) -> Path:
+        """Our own known_hosts: host keys pinned per pod, apart from the user's ~/.ssh/known_hosts."""
+        return self.config.paths.state_dir / "known_hosts"
+
+    def remote(self, pod_id: str) -> SshRunner:
+        """Commands and files on a running pod, over its direct SSH endpoint."""
+        from .remote import SshRunner, SshTarget
+        from .sshkeys import ensure_keypair
+
+        endpoint = self.pods.ssh_endpoint(pod_id)
+        ensure_keypair(self.ssh_key_path())
+        target = SshTarget(endpoint.host, endpoint.port, pod_id, endpoint.user)
+        return SshRunner(target, self.ssh_key_path(), self.known_hosts)
 
     @property
     def gpus(self) -> Gpus:

@@ -25,6 +25,9 @@ they occur, with ``raise ... from exc``. Every message says what to do next, and
     │   └── RequestTimeoutError          connect or read timed out
     ├── PodNotReadyError                 a pod did not become usable (crash loop, exited, no public IP...)
     ├── RemoteCommandError               a command on a pod failed to run or returned non-zero
+    │   ├── SshConnectionError           ssh could not reach or log in to the pod
+    │   ├── HostKeyChangedError          the pod's SSH host key differs from the pinned one
+    │   └── UnsafeArchiveError           a download tried to write outside its target
     └── JobError                         a job ended FAILED, TIMED_OUT or CANCELLED
         └── JobExpiredError              the job's result is gone (serverless ttl passed)
 """
@@ -47,6 +50,7 @@ __all__ = [
     "GraphQLError",
     "GraphQLErrorDetail",
     "GraphQLValidationError",
+    "HostKeyChangedError",
     "JobError",
     "JobExpiredError",
     "MissingApiKeyError",
@@ -57,7 +61,9 @@ __all__ = [
     "RequestTimeoutError",
     "RunPodHybridError",
     "ServerError",
+    "SshConnectionError",
     "TransportError",
+    "UnsafeArchiveError",
 ]
 
 
@@ -241,6 +247,18 @@ class RemoteCommandError(RunPodHybridError):
         self.exit_code = exit_code
         self.stderr = stderr
         super().__init__(message)
+
+
+class SshConnectionError(RemoteCommandError):
+    """ssh could not connect or authenticate (exit code 255)."""
+
+
+class HostKeyChangedError(RemoteCommandError):
+    """The pod presented a host key other than the one pinned on first contact."""
+
+
+class UnsafeArchiveError(RemoteCommandError):
+    """A download held a path outside the target dir, an outward link, or a device file."""
 
 
 class JobError(RunPodHybridError):

@@ -53,6 +53,8 @@ class PodApi(Protocol):
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod: ...
     def stop_pod(self, pod_id: str) -> Pod: ...
     def terminate_pod(self, pod_id: str) -> None: ...
+    def account_ssh_keys(self) -> str: ...
+    def set_account_ssh_keys(self, keys: str) -> None: ...
 
 
 def _iso(moment: datetime) -> str:
@@ -136,3 +138,9 @@ class GraphQLPodApi:
 
     def terminate_pod(self, pod_id: str) -> None:
         self._client.execute(gql.TERMINATE_POD, {"input": {"podId": pod_id}}, idempotent=True)
+
+    def account_ssh_keys(self) -> str:
+        return str(self._client.execute(gql.ACCOUNT_SSH_KEYS)["myself"].get("pubKey") or "")
+
+    def set_account_ssh_keys(self, keys: str) -> None:
+        self._client.execute(gql.UPDATE_ACCOUNT_SSH_KEYS, {"input": {"pubKey": keys}})

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .podapi import PodApi
 
 
 def key_path(configured: str) -> Path:
@@ -49,3 +53,16 @@ def ensure_keypair(private_key: Path) -> str:
     key = public_key(private_key)
     assert key is not None
     return key
+
+
+def authorize_on_account(api: PodApi, key: str) -> bool:
+    """Add ``key`` to the account's SSH keys (RunPod writes them into new pods). RunPod's mutation replaces
+    the whole list, so the user's existing keys are read first and kept. False when it was there already."""
+    current = api.account_ssh_keys()
+    material = key.split()[:2]
+    if any(line.split()[:2] == material for line in current.splitlines()):
+        return False
+    api.set_account_ssh_keys(
+        (current.rstrip("\n") + "\n" + key).strip("\n") + "\n" if current.strip() else key + "\n"
+    )
+    return True
