@@ -9,9 +9,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .client import RunPod
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -153,7 +156,7 @@ def _config_init(args: argparse.Namespace) -> int:
 # --- gpus and pods ---------------------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace) -> RunPod:
     from .client import RunPod
 
     return RunPod(config=_load_config(args))
@@ -215,16 +218,10 @@ def _pods_get(args: argparse.Namespace) -> int:
 
 
 def _spec_from_args(args: argparse.Namespace) -> Any:
+    from .cli_env import parse_env
     from .pods import PodSpec
 
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            from .errors import ConfigError
-
-            raise ConfigError(f"--env takes KEY=VALUE, got {item!r}.")
-        env[key] = value
+    env = parse_env(args.env)
     return PodSpec(
         name=args.name,
         gpu_types=tuple(args.gpu),
@@ -381,7 +378,7 @@ def _pods_ssh_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_pod_commands(commands: _Commands) -> None:
+def _add_pod_commands(commands: _Commands) -> _Commands:
     gpus = commands.command("gpus", "GPU types with live stock and price per GPU-hour", _gpus)
     gpus.add_argument("--count", type=int, default=1, help="GPUs per pod (stock differs by count)")
     gpus.add_argument("--min-vram", type=int, default=0, metavar="GB")
@@ -435,6 +432,153 @@ def _add_pod_commands(commands: _Commands) -> None:
     )
     create.add_argument("--dry-run", action="store_true", help="print the exact create calls; call nothing")
     create.add_argument("--wait", action="store_true", help="wait until the pod accepts SSH")
+    return pods
+
+
+# --- commands and files on pods --------------------------------------------------------------------------
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from .cli_env import parse_env
+
+    command = args.command_argv
+    if not command:
+        from .errors import ConfigError
+
+        raise ConfigError("Give the command after --, e.g. `rph exec POD -- nvidia-smi`.")
+    runner = _client(args).remote(args.pod)
+
+    def stream(name: str, chunk: bytes) -> None:
+        if not args.json:
+            target = sys.stdout.buffer if name == "stdout" else sys.stderr.buffer
+            target.write(chunk)
+            target.flush()
+
+    result = runner.exec(
+        command, env=parse_env(args.env), cwd=args.cwd, timeout_s=args.timeout_s, on_output=stream
+    )
+    if args.json:
+        emit(args, _as_json(result), "")
+    elif result.timed_out:
+        sys.stderr.write(f"rph: timed out after {args.timeout_s:g}s; the remote command was killed\n")
+    return result.exit_code
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    import os
+
+    runner = _client(args).remote(args.pod)
+    argv = ["ssh", "-t", *runner.ssh_options(), runner.target.host]
+    sys.stdout.flush()
+    os.execvp("ssh", argv)  # noqa: S606 - an interactive shell replaces this process
+
+
+def _transfer_progress(args: argparse.Namespace) -> Any:
+    tty = sys.stderr.isatty() and not args.json
+
+    def show(done: int, total: int | None) -> None:
+        if not tty:
+            return
+        if total:
+            filled = int(30 * min(done, total) / total)
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * done / total:5.1f}% {done / 1e6:8.1f} MB"
+            )
+        else:
+            sys.stderr.write(f"\r{done / 1e6:8.1f} MB")
+        sys.stderr.flush()
+
+    return show
+
+
+def _transfer_done(args: argparse.Namespace, result: Any, verb: str) -> int:
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    emit(
+        args,
+        _as_json(result),
+        f"{verb} {result.files} file(s), {result.bytes_sent / 1e6:.1f} MB moved "
+        f"via {result.method} in {result.duration_s:.1f}s",
+    )
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    runner = _client(args).remote(args.pod)
+    result = runner.upload(
+        Path(args.local),
+        args.remote,
+        exclude=tuple(args.exclude),
+        delete=args.delete,
+        on_progress=_transfer_progress(args),
+    )
+    return _transfer_done(args, result, "uploaded")
+
+
+def _download(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    runner = _client(args).remote(args.pod)
+    result = runner.download(args.remote, Path(args.local), on_progress=_transfer_progress(args))
+    return _transfer_done(args, result, "downloaded")
+
+
+def _forget_host_key(args: argparse.Namespace) -> int:
+    from .remote import forget_host_key
+
+    removed = forget_host_key(_client(args).known_hosts, args.pod)
+    emit(
+        args,
+        {"pod": args.pod, "removed": removed},
+        f"forgot the pinned host key of {args.pod}" if removed else f"no host key was pinned for {args.pod}",
+    )
+    return 0
+
+
+def _authorize_key(args: argparse.Namespace) -> int:
+    from .sshkeys import authorize_on_account, ensure_keypair
+
+    client = _client(args)
+    key = ensure_keypair(client.ssh_key_path())
+    added = authorize_on_account(client.pod_api, key)
+    emit(
+        args,
+        {"added": added, "public_key": key},
+        "added our key to your account's SSH keys (your other keys are kept)"
+        if added
+        else "our key is already in your account's SSH keys",
+    )
+    return 0
+
+
+def _add_remote_commands(commands: _Commands, pods: _Commands) -> None:
+    run = commands.command("exec", "run a command on a pod (streams output, exits with its exit code)", _exec)
+    run.add_argument("pod")
+    # The command comes after `--` (split off in main), so it can never be taken for our options.
+    run.set_defaults(command_argv=[])
+    run.usage = "rph exec [options] POD -- COMMAND [ARG ...]"
+    run.add_argument("--cwd", help="working directory on the pod")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--timeout-s", type=float, help="kill the command on the pod after this long")
+    commands.command("ssh", "open an interactive shell on a pod", _ssh).add_argument("pod")
+    up = commands.command(
+        "upload", "copy a local dir or file to a pod (rsync, else tar; .gitignore honoured)", _upload
+    )
+    up.add_argument("pod")
+    up.add_argument("local")
+    up.add_argument("remote")
+    up.add_argument("--exclude", action="append", default=[], help="gitignore-style pattern to skip")
+    up.add_argument("--delete", action="store_true", help="remove files on the pod that are gone locally")
+    down = commands.command("download", "copy a file or dir from a pod (path-safe)", _download)
+    down.add_argument("pod")
+    down.add_argument("remote")
+    down.add_argument("local")
+    pods.command(
+        "forget-host-key", "drop a pod's pinned SSH host key (after a restart)", _forget_host_key
+    ).add_argument("pod")
+    pods.command("authorize-key", "add our SSH key to your RunPod account keys (keeps yours)", _authorize_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.command("show", "show every setting with its source (the key masked)", _config_show)
     init = config.command("init", "write a commented settings file", _config_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing settings file")
-    _add_pod_commands(commands)
+    _add_remote_commands(commands, _add_pod_commands(commands))
     return parser
 
 
@@ -467,7 +611,17 @@ def _report_error(args: argparse.Namespace, exc: Exception) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command to run on a pod, never options of ours.
+    trailing: list[str] | None = None
+    if "--" in words:
+        split = words.index("--")
+        words, trailing = words[:split], words[split + 1 :]
+    args = parser.parse_args(words)
+    if trailing is not None:
+        if not hasattr(args, "command_argv"):
+            parser.error("`--` is only for commands that run something on a pod (rph exec POD -- CMD)")
+        args.command_argv = trailing
     from .errors import RunPodHybridError
     from .logs import configure_logging
 
