@@ -6,4 +6,7 @@ heavy imports (``runpod``, ``mcp``, ``requests`` load only when a feature needs 
 
 from __future__ import annotations
 
+from .tasks import task
+
 __version__ = "0.1.0"
+__all__ = ["__version__", "task"]

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import structlog
 import urllib3.exceptions
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
@@ -41,9 +40,10 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
 )
+from .logs import get_logger
 from .redact import redact_text
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 USER_AGENT = f"runpod-hybrid/{__version__}"
 
@@ -190,6 +190,10 @@ class HttpTransport:
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._session = session or requests.Session()
+        # One pool slot per concurrent caller (batch maps poll from many threads).
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._session.headers["User-Agent"] = USER_AGENT
 
     def close(self) -> None:

@@ -581,6 +581,175 @@ def _add_remote_commands(commands: _Commands, pods: _Commands) -> None:
     pods.command("authorize-key", "add our SSH key to your RunPod account keys (keeps yours)", _authorize_key)
 
 
+# --- serverless ------------------------------------------------------------------------------------------
+
+
+def _serve_local(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .endpoint_emulator import LocalEndpoint
+
+    endpoint = LocalEndpoint(
+        args.tasks,
+        workers=args.workers,
+        slots_per_worker=args.slots,
+        port=args.port,
+        host=args.host,
+        endpoint_id=args.endpoint_id,
+    ).start()
+    url = f"{endpoint.base_url}/{args.endpoint_id}"
+    emit(
+        args,
+        {"url": url, "base_url": endpoint.base_url, "endpoint_id": args.endpoint_id, "workers": args.workers},
+        f"serving {args.endpoint_id} at {url} with {args.workers} worker(s); Ctrl-C stops.\n"
+        f'  rph sls run-sync {args.endpoint_id} --base-url {endpoint.base_url} \'{{"task": "...", "input": ...}}\'',
+    )
+    sys.stdout.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+    return 0
+
+
+def _endpoint_of(args: argparse.Namespace) -> Any:
+    return _client(args).endpoint(args.endpoint, base_url=args.base_url)
+
+
+def _json_arg(text: str) -> Any:
+    from .errors import ConfigError
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"Not valid JSON: {text!r} ({exc}). Quote it for your shell, e.g. '{{\"x\": 1}}'."
+        ) from exc
+
+
+def _sls(args: argparse.Namespace) -> int:
+    endpoint = _endpoint_of(args)
+    action = args.sls_action
+    if action == "run":
+        result: Any = {"id": endpoint.run(_json_arg(args.input), webhook=args.webhook)}
+    elif action == "run-sync":
+        result = {"output": endpoint.run_sync(_json_arg(args.input), wait_s=args.wait_s)}
+    elif action == "stream":
+        for chunk in endpoint.stream(args.job_id):
+            sys.stdout.write(json.dumps(chunk) + "\n")
+            sys.stdout.flush()
+        return 0
+    elif action == "status":
+        result = endpoint.status(args.job_id)
+    elif action == "cancel":
+        result = endpoint.cancel(args.job_id)
+    elif action == "retry":
+        result = endpoint.retry(args.job_id)
+    elif action == "health":
+        result = endpoint.health()
+    else:
+        result = endpoint.purge_queue()
+    emit(args, result, json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    client = _client(args)
+    if args.batch_action == "status":
+        records = client.job_store.batch_jobs(args.batch_id)
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.status] = counts.get(record.status, 0) + 1
+        batch = client.job_store.get_batch(args.batch_id)
+        payload = {
+            "batch_id": args.batch_id,
+            "inputs": len(batch.inputs) if batch else None,
+            "jobs": len(records),
+            "statuses": counts,
+            "state": batch.status if batch else "UNKNOWN",
+        }
+        emit(args, payload, json.dumps(payload, indent=2))
+        return 0
+    if args.batch_action == "resume":
+        batch = client.job_store.get_batch(args.batch_id)
+        if batch is None:
+            from .errors import NotFoundError
+
+            raise NotFoundError(f"No batch {args.batch_id!r} in the local job store.")
+        endpoint = client.endpoint(batch.endpoint_id, base_url=batch.base_url)
+        results = list(endpoint.resume_batch(args.batch_id))
+    else:
+        inputs = [json.loads(line) for line in Path(args.inputs).read_text().splitlines() if line.strip()]
+        endpoint = _endpoint_of(args)
+        results = list(
+            endpoint.map(
+                args.task, inputs, concurrency=args.concurrency, retries=args.retries, batch_id=args.batch_id
+            )
+        )
+    emit(args, {"results": results}, "\n".join(json.dumps(r, default=str) for r in results))
+    return 0
+
+
+def _add_serverless_commands(commands: _Commands) -> None:
+    endpoint = commands.group("endpoint", "serverless endpoints: a local one for development")
+    serve = endpoint.command("serve-local", "serve a local endpoint with real worker processes", _serve_local)
+    serve.add_argument("--tasks", action="append", required=True, help="module defining @task functions")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--slots", type=int, default=1, help="tasks each worker runs at once")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--endpoint-id", default="local")
+
+    sls = commands.group("sls", "jobs on a serverless endpoint")
+    for action, help_text, takes in (
+        ("run", "queue a job; prints its id", "input"),
+        ("run-sync", "run and wait for the output", "input"),
+        ("status", "a job's status", "job"),
+        ("stream", "a job's streamed output, line by line", "job"),
+        ("cancel", "cancel a job", "job"),
+        ("retry", "retry a FAILED or TIMED_OUT job", "job"),
+        ("health", "queue and worker counts", ""),
+        ("purge", "drop every queued job", ""),
+    ):
+        parser = sls.command(action, help_text, _sls)
+        parser.set_defaults(sls_action=action)
+        parser.add_argument("endpoint", help="endpoint id, or its name in the settings' [endpoints]")
+        if takes == "input":
+            parser.add_argument(
+                "input", help='the job input as JSON, e.g. \'{"task": "embed", "input": [...]}\''
+            )
+            parser.add_argument("--webhook")
+            parser.add_argument("--wait-s", type=float, default=90.0)
+        elif takes == "job":
+            parser.add_argument("job_id")
+        parser.add_argument("--base-url", help="e.g. http://127.0.0.1:8000/v2 for `rph endpoint serve-local`")
+
+    batch = commands.group("batch", "many inputs through one @task, resumable after a crash")
+    submit = batch.command("submit", "run a task over a JSON-lines file of inputs", _batch)
+    submit.set_defaults(batch_action="submit")
+    submit.add_argument("endpoint")
+    submit.add_argument("task")
+    submit.add_argument("inputs", help="file with one JSON input per line")
+    submit.add_argument("--concurrency", type=int, default=8)
+    submit.add_argument("--retries", type=int, default=2)
+    submit.add_argument("--batch-id", help="name the batch (to resume it later)")
+    submit.add_argument("--base-url")
+    for action, help_text in (
+        ("status", "what a batch has done"),
+        ("resume", "finish a batch after a crash"),
+    ):
+        parser = batch.command(action, help_text, _batch)
+        parser.set_defaults(batch_action=action)
+        parser.add_argument("batch_id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rph",
@@ -596,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = config.command("init", "write a commented settings file", _config_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing settings file")
     _add_remote_commands(commands, _add_pod_commands(commands))
+    _add_serverless_commands(commands)
     return parser
 
 

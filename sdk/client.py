@@ -12,6 +12,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .config import Config, load_config
 from .errors import ConfigError
@@ -20,16 +21,16 @@ from .graphql import GRAPHQL_URL
 if TYPE_CHECKING:
     from ._http import HttpTransport
     from .gpus import Gpus
+    from .jobstore import JobStore
     from .podapi import PodApi
     from .pods import Pods
     from .remote import SshRunner
+    from .serverless import Endpoint
 
 
 def api_url(url: str) -> str:
     """Accept an API URL only where the key may safely go: HTTPS, or plain HTTP to this machine (a proxy
     or a test stand-in)."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme == "https" or (
         parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
@@ -92,6 +93,24 @@ class RunPod:
         ensure_keypair(self.ssh_key_path())
         target = SshTarget(endpoint.host, endpoint.port, pod_id, endpoint.user)
         return SshRunner(target, self.ssh_key_path(), self.known_hosts)
+
+    @cached_property
+    def job_store(self) -> JobStore:
+        from .jobstore import JobStore
+
+        return JobStore(self.config.paths.state_dir / "jobs.db")
+
+    def endpoint(self, endpoint: str, *, base_url: str | None = None) -> Endpoint:
+        """A serverless endpoint by id or by its name in the settings' [endpoints] table. ``base_url`` (or
+        ``RPH_SERVERLESS_URL``) points at a local endpoint instead of RunPod; no key is needed there."""
+        from ._http import HttpTransport
+        from .serverless import SERVERLESS_URL, Endpoint
+
+        endpoint_id = self.config.settings.endpoints.get(endpoint, endpoint)
+        url = api_url(base_url or os.environ.get("RPH_SERVERLESS_URL") or SERVERLESS_URL)
+        local = url != SERVERLESS_URL and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+        transport = HttpTransport(self.config.api_key) if local else self.transport
+        return Endpoint(endpoint_id, transport, base_url=url, store=self.job_store)
 
     @property
     def gpus(self) -> Gpus:

@@ -58,3 +58,33 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+class _LibraryLogger:
+    """What SDK modules log through. Entry points configure structlog; when nothing did (the SDK used as a
+    library), the first event sets a quiet default (warnings and up, on stderr) instead of structlog's
+    print-everything-to-stdout default."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _emit(self, level: str, event: str, **fields: Any) -> None:
+        if not structlog.is_configured():
+            configure_logging("warning")
+        getattr(structlog.get_logger(self._name), level)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("error", event, **fields)
+
+
+def get_logger(name: str) -> _LibraryLogger:
+    return _LibraryLogger(name)

@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import structlog
-
 from .config import Settings
 from .errors import (
     BudgetExceededError,
@@ -36,10 +34,11 @@ from .errors import (
     ServerError,
 )
 from .gpus import Candidate, GpuPreferences, Gpus
+from .logs import get_logger
 from .models import Pod, PodTelemetry, SshEndpoint, name_with_token
 from .podapi import CreatePodRequest, PodApi
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Seconds without a container runtime, or with uptime stuck at 0 and no ports, before we call it a failure.
 RUNTIME_GRACE_S = 600.0

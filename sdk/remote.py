@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-import structlog
-
 from .errors import HostKeyChangedError, RemoteCommandError, SshConnectionError, UnsafeArchiveError
 from .ignore import walk_included
+from .logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 OutputCallback = Callable[[str, bytes], None]
 ProgressCallback = Callable[[int, int | None], None]

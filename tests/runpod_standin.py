@@ -362,6 +362,7 @@ def _root_field(document: graphql.DocumentNode) -> str:
 class _Handler(BaseHTTPRequestHandler):
     server: StandinServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
