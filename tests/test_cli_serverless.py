@@ -22,8 +22,14 @@ def free_port() -> int:
 
 
 def rph(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runpod_hybrid.cli", *argv], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "runpod_hybrid.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +38,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     env = {**os.environ, "PYTHONPATH": TESTS, "HOME": str(home), "XDG_STATE_HOME": str(home / "state")}
     env.pop("RUNPOD_API_KEY", None)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "runpod_hybrid.cli", "--json", "endpoint", "serve-local",
-                               "--tasks", "sample_tasks", "--workers", "2", "--slots", "4", "--port", str(port)],
-                              stdout=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runpod_hybrid.cli",
+            "--json",
+            "endpoint",
+            "serve-local",
+            "--tasks",
+            "sample_tasks",
+            "--workers",
+            "2",
+            "--slots",
+            "4",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert server.stdout is not None
     lines: list[str] = []
     while not lines or lines[-1] != "}\n":
@@ -47,10 +71,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
 def test_sls_run_sync_status_health(served: tuple[str, dict[str, str]]) -> None:
     base_url, env = served
-    done = rph("--json", "sls", "run-sync", "local", '{"task": "square", "input": 6}', "--base-url", base_url, env=env)
+    done = rph(
+        "--json",
+        "sls",
+        "run-sync",
+        "local",
+        '{"task": "square", "input": 6}',
+        "--base-url",
+        base_url,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["output"] == [36]
-    queued = rph("--json", "sls", "run", "local", '{"task": "count", "input": 2}', "--base-url", base_url, env=env)
+    queued = rph(
+        "--json", "sls", "run", "local", '{"task": "count", "input": 2}', "--base-url", base_url, env=env
+    )
     job_id = json.loads(queued.stdout)["id"]
     streamed = rph("sls", "stream", "local", job_id, "--base-url", base_url, env=env)
     assert [json.loads(line) for line in streamed.stdout.splitlines()] == [{"i": 0}, {"i": 1}]
@@ -60,7 +95,9 @@ def test_sls_run_sync_status_health(served: tuple[str, dict[str, str]]) -> None:
 
 def test_sls_failure_exits_non_zero_with_the_worker_error(served: tuple[str, dict[str, str]]) -> None:
     base_url, env = served
-    failed = rph("sls", "run-sync", "local", '{"task": "boom", "input": "broken"}', "--base-url", base_url, env=env)
+    failed = rph(
+        "sls", "run-sync", "local", '{"task": "boom", "input": "broken"}', "--base-url", base_url, env=env
+    )
     assert failed.returncode == 1
     assert "FAILED: RuntimeError: broken" in failed.stderr
 
@@ -75,8 +112,19 @@ def test_batch_submit_then_status(served: tuple[str, dict[str, str]], tmp_path: 
     base_url, env = served
     inputs = tmp_path / "inputs.jsonl"
     inputs.write_text("\n".join(str(i) for i in range(12)) + "\n")
-    out = rph("--json", "batch", "submit", "local", "square", str(inputs), "--batch-id", "cli-batch",
-              "--base-url", base_url, env=env)
+    out = rph(
+        "--json",
+        "batch",
+        "submit",
+        "local",
+        "square",
+        str(inputs),
+        "--batch-id",
+        "cli-batch",
+        "--base-url",
+        base_url,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["results"] == [i * i for i in range(12)]
     status = json.loads(rph("--json", "batch", "status", "cli-batch", env=env).stdout)

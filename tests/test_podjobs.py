@@ -1,0 +1,201 @@
+"""Detached jobs through the real runner script: on this machine (LocalRunner) and over a real sshd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runpod_hybrid.errors import RemoteCommandError
+from runpod_hybrid.localrunner import LocalRunner
+from runpod_hybrid.podjobs import PodJobs, PodJobSpec, boot_docker_args, parse_nvidia_smi
+
+from sshd_pod import SshdPod
+
+SAMPLES = Path(__file__).parent / "data" / "nvidia-smi-samples"
+
+TRAIN = r"""
+mkdir -p out
+step=$(cat "$RPH_CHECKPOINT_DIR/step" 2>/dev/null || echo 0)
+echo "attempt $RPH_ATTEMPT starts at step $step" >> started.txt
+while [ "$step" -lt "$STEPS" ]; do
+  step=$((step + 1)); echo "$step" > "$RPH_CHECKPOINT_DIR/step"; echo "step $step"
+  if [ -n "${HOLD:-}" ] && [ "$step" -eq "$HOLD_STEP" ]; then while [ ! -e "$HOLD" ]; do sleep 0.05; done; fi
+done
+echo "final $step" > out/result.txt
+"""
+
+
+def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
+    """Synchronise with real detached processes (not pacing)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> tuple[PodJobs, Path]:
+    work = tmp_path / "workspace" / "work"
+    work.mkdir(parents=True)
+    return PodJobs(LocalRunner(), str(tmp_path / "workspace")), work
+
+
+def spec(job_id: str, work: Path, **env: str) -> PodJobSpec:
+    return PodJobSpec(job_id, TRAIN, str(work), outputs=("out",), env={"STEPS": "5", **env}, heartbeat_s=0.1)
+
+
+def test_run_to_completion_then_fetch_verified(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+    jobs, work = local
+    first = jobs.start(spec("train", work))
+    assert first.state in ("RUNNING", "SUCCEEDED") and first.attempt == 1
+    text: list[str] = []
+    final = jobs.follow("train", text.append, poll_s=0.05)
+    assert (final.state, final.exit_code, final.attempt) == ("SUCCEEDED", 0, 1)
+    assert "step 5" in "".join(text)
+    assert jobs.logs("train", tail_lines=1).strip() == "step 5"
+    fetched = jobs.fetch("train", ["out"], str(work), tmp_path / "results")
+    assert [p.read_text() for p in fetched] == ["final 5\n"]
+
+
+def test_start_twice_gives_one_process(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+    jobs, work = local
+    hold = tmp_path / "release"
+    job = spec("once", work, HOLD=str(hold), HOLD_STEP="2")
+    jobs.start(job)
+    again = jobs.start(job)
+    assert again.state == "RUNNING" and again.attempt == 1
+    hold.touch()
+    wait_for(lambda: jobs.status("once").finished)
+    assert (work / "started.txt").read_text().splitlines() == ["attempt 1 starts at step 0"]
+
+
+def test_restart_resumes_as_attempt_2_from_the_checkpoint(
+    local: tuple[PodJobs, Path], tmp_path: Path
+) -> None:
+    jobs, work = local
+    hold = tmp_path / "release"
+    jobs.start(spec("resumable", work, HOLD=str(hold), HOLD_STEP="3"))
+    wait_for(
+        lambda: (
+            (Path(jobs.checkpoint_dir("resumable")) / "step").exists()
+            and (Path(jobs.checkpoint_dir("resumable")) / "step").read_text().strip() == "3"
+        )
+    )
+    # A pod restart: every process dies at once (supervisor and job), the files on /workspace stay.
+    job_dir = Path(jobs.job_dir("resumable"))
+    pid = int((job_dir / "pid").read_text())
+    supervisor = int((job_dir / "supervisor.pid").read_text())
+    os.killpg(supervisor, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid))
+    assert jobs.status("resumable").state == "RUNNING"  # stale: nobody recorded the end
+    hold.touch()
+    jobs.resume_all()  # the boot step
+    final = wait_for(lambda: (s := jobs.status("resumable")).finished and s)
+    assert (final.state, final.attempt) == ("SUCCEEDED", 2)
+    assert (work / "started.txt").read_text().splitlines() == [
+        "attempt 1 starts at step 0",
+        "attempt 2 starts at step 3",
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_cancel_kills_the_process_group(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+    jobs, work = local
+    jobs.start(PodJobSpec("forever", "sleep 300 & sleep 300; wait", str(work), heartbeat_s=0.1))
+    pid = int(wait_for(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().strip()))
+    status = jobs.cancel("forever", grace_s=2)
+    assert status.state == "CANCELLED"
+    assert not _alive(pid)
+    assert jobs.start(PodJobSpec("forever", "true", str(work))).state == "CANCELLED"  # not restarted
+
+
+def test_log_rotation_keeps_a_200mb_log_bounded(local: tuple[PodJobs, Path]) -> None:
+    jobs, work = local
+    writer = "i=0; while [ $i -lt 200 ]; do head -c 1048576 /dev/zero | tr '\\0' 'x'; echo; i=$((i+1)); sleep 0.005; done; echo LAST"
+    jobs.start(PodJobSpec("chatty", writer, str(work), log_max_bytes=20 * 1024 * 1024, heartbeat_s=0.05))
+    wait_for(lambda: jobs.status("chatty").finished, timeout_s=120)
+    job_dir = Path(jobs.job_dir("chatty"))
+    on_disk = sum((job_dir / name).stat().st_size for name in ("log", "log.1") if (job_dir / name).exists())
+    assert on_disk < 100 * 1024 * 1024
+    assert jobs.logs("chatty", tail_lines=1).strip() == "LAST"
+
+
+def test_outputs_are_fetched_and_verified_before_the_pod_is_released(
+    local: tuple[PodJobs, Path], tmp_path: Path
+) -> None:
+    jobs, work = local
+    calls: list[str] = []
+    runner = jobs.runner
+    original = runner.download
+
+    def download(remote: str, local_path: Path, **kwargs: Any) -> Any:
+        calls.append(f"download {Path(remote).name}")
+        return original(remote, local_path, **kwargs)
+
+    runner.download = download  # type: ignore[method-assign]
+    jobs.start(spec("release", work))
+    wait_for(lambda: jobs.status("release").finished)
+    jobs.collect_and_release(
+        "release", ["out"], str(work), tmp_path / "got", lambda: calls.append("stop pod")
+    )
+    assert calls == ["download out", "stop pod"]
+    # A corrupted output is never followed by a stop.
+    (work / "out" / "result.txt").write_text("tampered")
+    calls.clear()
+    with pytest.raises(RemoteCommandError, match="does not match"):
+        jobs.collect_and_release(
+            "release", ["out"], str(work), tmp_path / "again", lambda: calls.append("stop")
+        )
+    assert "stop" not in calls
+
+
+def test_nvidia_smi_samples_parse() -> None:
+    idle = parse_nvidia_smi((SAMPLES / "idle-noheader-nounits.csv").read_text())
+    load = parse_nvidia_smi((SAMPLES / "load-noheader-nounits.csv").read_text())
+    assert len(idle) == len(load) == 1
+    assert idle[0].name.startswith("NVIDIA H100") and idle[0].util_percent == 0
+    assert load[0].util_percent is not None and load[0].util_percent > 50
+    assert load[0].power_w is not None and load[0].power_w > idle[0].power_w  # type: ignore[operator]
+    assert parse_nvidia_smi("") == ()  # a pod without a GPU
+
+
+def test_boot_command_keeps_runpods_start_script() -> None:
+    assert boot_docker_args() == "bash -c 'sh /workspace/.rph/boot.sh >/dev/null 2>&1 & exec /start.sh'"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPod]:
+    pod = SshdPod(tmp_path_factory.mktemp("jobpod")).setup()
+    yield pod
+    pod.stop()
+
+
+def test_job_survives_a_dropped_ssh_connection(sshd: SshdPod, tmp_path: Path) -> None:
+    runner = sshd.runner(pod_id="jobs")
+    jobs = PodJobs(runner, str(sshd.workspace))
+    work = sshd.workspace / "w"
+    work.mkdir(exist_ok=True)
+    hold = tmp_path / "release"
+    jobs.start(spec("remote", work, HOLD=str(hold), HOLD_STEP="2"))
+    sshd.drop_connections()  # the SSH session that started it is gone
+    hold.touch()
+    final = wait_for(lambda: (s := jobs.status("remote")).finished and s)  # a fresh connection reads it
+    assert (final.state, final.attempt) == ("SUCCEEDED", 1)
+    assert jobs.fetch("remote", ["out"], str(work), tmp_path / "dl")[0].read_text() == "final 5\n"
