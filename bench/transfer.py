@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from sshd_pod import SshdPod  # noqa: E402
+from sshd_pod import SshdPod
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -31,7 +31,9 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--total-mb", type=float, default=100)
     args = parser.parse_args()
@@ -45,34 +47,77 @@ def main() -> None:
             sub.mkdir(parents=True, exist_ok=True)
             (sub / f"f{i}.bin").write_bytes(os.urandom(size))
         runner = pod.runner(pod_id="bench")
-        raw_ssh = ["ssh", "-i", str(pod.client_key), "-p", str(pod.port), "-o", "BatchMode=yes",
-                   "-o", f"UserKnownHostsFile={base / 'raw_known_hosts'}", "-o", "StrictHostKeyChecking=no",
-                   "-o", "LogLevel=ERROR"]
+        raw_ssh = [
+            "ssh",
+            "-i",
+            str(pod.client_key),
+            "-p",
+            str(pod.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={base / 'raw_known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         user_host = f"{runner.target.user}@127.0.0.1"
         subprocess.run([*raw_ssh, user_host, "true"], check=True)  # accept the host key once
 
         ours = timed(lambda: runner.upload(source, str(pod.workspace / "ours")))
-        rsync = timed(lambda: subprocess.run(
-            ["rsync", "-a", "-e", shlex.join(raw_ssh), f"{source}/", f"{user_host}:{pod.workspace / 'rsync'}"],
-            check=True))
-        scp = timed(lambda: subprocess.run(
-            ["scp", "-q", "-r", "-P", str(pod.port), *raw_ssh[1:2], str(pod.client_key), "-o", "BatchMode=yes",
-             "-o", f"UserKnownHostsFile={base / 'raw_known_hosts'}", "-o", "LogLevel=ERROR",
-             str(source), f"{user_host}:{pod.workspace / 'scp'}"], check=True))
+        rsync = timed(
+            lambda: subprocess.run(
+                [
+                    "rsync",
+                    "-a",
+                    "-e",
+                    shlex.join(raw_ssh),
+                    f"{source}/",
+                    f"{user_host}:{pod.workspace / 'rsync'}",
+                ],
+                check=True,
+            )
+        )
+        scp = timed(
+            lambda: subprocess.run(
+                [
+                    "scp",
+                    "-q",
+                    "-r",
+                    "-P",
+                    str(pod.port),
+                    *raw_ssh[1:2],
+                    str(pod.client_key),
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    f"UserKnownHostsFile={base / 'raw_known_hosts'}",
+                    "-o",
+                    "LogLevel=ERROR",
+                    str(source),
+                    f"{user_host}:{pod.workspace / 'scp'}",
+                ],
+                check=True,
+            )
+        )
         again = timed(lambda: runner.upload(source, str(pod.workspace / "ours")))
 
         runner.exec(["true"])  # the master connection is warm now
         warm = statistics.median(timed(lambda: runner.exec(["true"])) for _ in range(15))
         fresh = statistics.median(
-            timed(lambda: subprocess.run([*raw_ssh, user_host, "true"], check=True)) for _ in range(15))
+            timed(lambda: subprocess.run([*raw_ssh, user_host, "true"], check=True)) for _ in range(15)
+        )
 
         print(f"files: {args.files}, total: {args.total_mb:g} MB, over loopback sshd")
         print(f"first upload  ours {ours:6.2f}s  rsync {rsync:6.2f}s  scp -r {scp:6.2f}s")
         print(f"  ours/rsync = {ours / rsync:.2f}  (target <= 1.2)")
         print(f"  scp/ours   = {scp / ours:.2f}  (target >= 2)")
         print(f"unchanged re-upload: {again:.2f}s  (target < 1 s)")
-        print(f"exec: warm {warm * 1000:.1f} ms, fresh ssh {fresh * 1000:.1f} ms, ratio {warm / fresh:.2f} "
-              "(target <= 0.3)")
+        print(
+            f"exec: warm {warm * 1000:.1f} ms, fresh ssh {fresh * 1000:.1f} ms, ratio {warm / fresh:.2f} "
+            "(target <= 0.3)"
+        )
     finally:
         pod.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up runpod-hybrid in .venv and run the main job. Works with no RunPod key.
+# Set up runpod-hybrid in .venv and run the main job: a training-style command with checkpoints and an
+# output file. With no RunPod key it runs on this machine; with RUNPOD_API_KEY set it runs on a GPU pod
+# (created with a 24 h TTL and budget caps, stopped once its outputs are copied and verified).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install -q -e . 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/rph --version
-.venv/bin/rph config show
+.venv/bin/python -m pip install -q -e '.[examples]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/rph plan examples/train/job.toml
+.venv/bin/rph run examples/train/job.toml

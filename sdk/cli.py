@@ -750,6 +750,155 @@ def _add_serverless_commands(commands: _Commands) -> None:
         parser.add_argument("batch_id")
 
 
+# --- hybrid jobs -----------------------------------------------------------------------------------------
+
+
+def _hybrid(args: argparse.Namespace) -> Any:
+    from .client import Hybrid
+
+    return Hybrid(config=_load_config(args))
+
+
+def _plan_text(plan: Any) -> str:
+    cost = (
+        "free"
+        if plan.estimated_cost_usd == 0
+        else (
+            "unknown (no live price)"
+            if plan.estimated_cost_usd is None
+            else f"${plan.estimated_cost_usd:.4f}"
+        )
+    )
+    lines = [f"backend: {plan.backend}   estimated cost: {cost}   start in ~{plan.estimated_start_s:.0f}s"]
+    lines += [f"  because {reason}" for reason in plan.reasons]
+    for alt in plan.alternatives:
+        alt_cost = "?" if alt.estimated_cost_usd is None else f"${alt.estimated_cost_usd:.4f}"
+        lines.append(f"  instead of {alt.backend} ({alt_cost}): {alt.why_not}")
+    lines.append(f"  prices: {plan.price_source}")
+    if plan.refused:
+        lines.append(f"REFUSED: {plan.refused}")
+    return "\n".join(lines)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .jobspec import load_job_file
+
+    plan = _hybrid(args).plan(load_job_file(Path(args.job_file)), args.backend)
+    emit(args, _as_json(plan), _plan_text(plan))
+    return 1 if plan.refused else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .jobspec import load_job_file
+
+    job = load_job_file(Path(args.job_file))
+    hybrid = _hybrid(args)
+
+    def show(text: str) -> None:
+        if not args.json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    plan = hybrid.plan(job, args.backend)
+    if not args.json:
+        sys.stderr.write(_plan_text(plan) + "\n")
+    plan, handle = hybrid.jobs.submit(
+        job, backend=args.backend, detach=args.detach, on_text=show, planned=plan
+    )
+    state = handle.status()
+    payload: dict[str, Any] = {
+        "job_id": handle.id,
+        "backend": handle.backend,
+        "state": state,
+        "plan": _as_json(plan),
+    }
+    human = f"job {handle.id}: {state}"
+    if job.kind == "task" and state == "SUCCEEDED":
+        payload["results"] = handle.result()
+        human += "\n" + "\n".join(json.dumps(r) for r in payload["results"])
+    elif job.kind == "command" and state == "SUCCEEDED" and job.outputs:
+        paths = [str(p) for p in handle.fetch()]
+        payload["outputs"] = paths
+        human += "\noutputs (verified): " + ", ".join(paths)
+    elif args.detach:
+        human += f"\nfollow with: rph jobs logs {handle.id}; results: rph jobs fetch {handle.id}"
+    emit(args, payload, human)
+    return 0 if state in ("SUCCEEDED", "RUNNING") else 1
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    jobs = _hybrid(args).jobs
+    action = args.jobs_action
+    if action == "list":
+        handles = jobs.recent(args.limit)
+        rows = [
+            {
+                "id": h.id,
+                "backend": h.backend,
+                "name": h.record.name,
+                "state": h.record.status,
+                "pod_id": h.record.pod_id,
+            }
+            for h in handles
+        ]
+        emit(
+            args,
+            rows,
+            "\n".join(f"{r['id']:<12} {r['backend']:<10} {r['state']:<10} {r['name']}" for r in rows)
+            or "no jobs yet",
+        )
+        return 0
+    handle = jobs.get(args.job_id)
+    if action == "status":
+        state = handle.status()
+        emit(args, {"job_id": handle.id, "backend": handle.backend, "state": state}, f"{handle.id}: {state}")
+    elif action == "logs":
+        text = handle.logs(args.tail)
+        emit(args, {"job_id": handle.id, "logs": text}, text)
+    elif action == "fetch":
+        paths = [str(p) for p in handle.fetch(Path(args.dest) if args.dest else None)]
+        emit(args, {"job_id": handle.id, "outputs": paths}, "\n".join(paths))
+    else:
+        state = handle.cancel()
+        emit(args, {"job_id": handle.id, "state": state}, f"{handle.id}: {state}")
+    return 0
+
+
+def _add_job_commands(commands: _Commands) -> None:
+    for name, handler, help_text in (
+        ("plan", _plan, "where a job would run, why, and what it would cost"),
+        ("run", _run, "run a job file (local without a RunPod key)"),
+    ):
+        parser = commands.command(name, help_text, handler)
+        parser.add_argument("job_file", help="a TOML job file (see examples/)")
+        parser.add_argument("--backend", choices=("auto", "serverless", "pod", "local"), default="auto")
+        if name == "run":
+            parser.add_argument("--detach", action="store_true", help="start and return (command jobs)")
+    jobs = commands.group("jobs", "jobs started by `rph run`, on any backend")
+    lister = jobs.command("list", "recent jobs", _jobs)
+    lister.set_defaults(jobs_action="list")
+    lister.add_argument("--limit", type=int, default=20)
+    for action, help_text in (
+        ("status", "a job's state"),
+        ("logs", "a job's log tail"),
+        ("fetch", "download a job's outputs, verified"),
+        ("cancel", "stop a job"),
+    ):
+        parser = jobs.command(action, help_text, _jobs)
+        parser.set_defaults(jobs_action=action)
+        parser.add_argument("job_id")
+        if action == "logs":
+            parser.add_argument("--tail", type=int, default=200)
+        if action == "fetch":
+            parser.add_argument("--dest", help="where to put them (default rph-outputs/<job>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rph",
@@ -766,6 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing settings file")
     _add_remote_commands(commands, _add_pod_commands(commands))
     _add_serverless_commands(commands)
+    _add_job_commands(commands)
     return parser
 
 

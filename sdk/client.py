@@ -9,9 +9,10 @@ pod = rp.pods.create(PodSpec(gpu_types=("NVIDIA GeForce RTX 4090",))).pod
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .config import Config, load_config
@@ -21,10 +22,13 @@ from .graphql import GRAPHQL_URL
 if TYPE_CHECKING:
     from ._http import HttpTransport
     from .gpus import Gpus
+    from .jobs import JobHandle, Jobs
+    from .jobspec import JobSpec
     from .jobstore import JobStore
     from .podapi import PodApi
     from .pods import Pods
     from .remote import SshRunner
+    from .router import Plan
     from .serverless import Endpoint
 
 
@@ -119,3 +123,45 @@ class RunPod:
     def close(self) -> None:
         if "transport" in self.__dict__:
             self.transport.close()
+
+
+class Hybrid(RunPod):
+    """One job, two places to run it: the two-line entry points.
+
+    from runpod_hybrid.client import Hybrid
+    results = Hybrid().map(embed, texts)          # a @task over many inputs
+    outputs = Hybrid().run(JobSpec.for_command(["python", "train.py"], outputs=("out",)))
+    """
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        from .jobs import Jobs
+
+        return Jobs(self)
+
+    def plan(self, job: JobSpec, backend: str = "auto") -> Plan:
+        return self.jobs.plan(job, backend)
+
+    def submit(self, job: JobSpec, *, backend: str = "auto", detach: bool = True) -> JobHandle:
+        return self.jobs.submit(job, backend=backend, detach=detach)[1]
+
+    def run(self, job: JobSpec, *, backend: str = "auto") -> Any:
+        """Run to the end: a task job's results, or a command job's fetched output files."""
+        handle = self.jobs.submit(job, backend=backend, detach=False)[1]
+        return handle.result() if job.kind == "task" else handle.fetch()
+
+    def map(
+        self,
+        task: Callable[..., Any] | str,
+        inputs: Iterable[Any],
+        *,
+        backend: str = "auto",
+        module: str | None = None,
+    ) -> list[Any]:
+        from .jobspec import JobSpec
+        from .tasks import task_name
+
+        name = task_name(task)
+        source = module or (getattr(task, "__module__", None) if not isinstance(task, str) else None)
+        result: list[Any] = self.run(JobSpec.for_task(name, list(inputs), module=source), backend=backend)
+        return result

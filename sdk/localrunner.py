@@ -83,6 +83,7 @@ class LocalRunner:
         included, _ = walk_included(source, tuple(exclude))
         if delete and target.exists():
             shutil.rmtree(target)
+        target.mkdir(parents=True, exist_ok=True)
         sent = 0
         for rel in included:
             src, dst = source / rel, target / rel

@@ -71,7 +71,10 @@ def load_task_modules(modules: Iterable[str]) -> dict[str, TaskInfo]:
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                raise ImportError(f"cannot import task module {module!r} (from RPH_TASKS): {exc}") from exc
+                raise ImportError(
+                    f"cannot import task module {module!r}: {exc}. It must be importable from the job file's "
+                    "folder, the current dir, or the installed packages (RPH_TASKS in a worker)."
+                ) from exc
     return dict(_REGISTRY)
 
 

@@ -1,0 +1,122 @@
+"""The hybrid core end to end on the local backend: `rph plan` / `rph run` / `rph jobs` as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runpod_hybrid.client import Hybrid
+from runpod_hybrid.config import load_config
+from runpod_hybrid.errors import BudgetExceededError
+from runpod_hybrid.jobs import Jobs
+from runpod_hybrid.jobspec import JobSpec
+from runpod_hybrid.router import PlanContext, PodOffer, load_prices
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def env(isolated_home: Path) -> dict[str, str]:
+    variables = {**os.environ, "HOME": str(isolated_home)}
+    variables.pop("RUNPOD_API_KEY", None)
+    return variables
+
+
+def rph(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runpod_hybrid.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("example", "reason"),
+    [
+        ("hash_texts", "local endpoint with real worker processes"),
+        ("train", "pod job runner in a sandbox dir"),
+    ],
+)
+def test_plan_of_each_example_without_a_key(
+    example: str, reason: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = rph("--json", "plan", str(EXAMPLES / example / "job.toml"), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["backend"] == "local"
+    assert any("no RunPod API key" in r for r in plan["reasons"]) and any(
+        reason in r for r in plan["reasons"]
+    )
+    assert {a["backend"] for a in plan["alternatives"]} == {"serverless", "pod"}
+
+
+def test_run_the_batch_example_locally(env: dict[str, str], tmp_path: Path) -> None:
+    out = rph("--json", "run", str(EXAMPLES / "hash_texts" / "job.toml"), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    texts = [json.loads(line) for line in (EXAMPLES / "hash_texts" / "texts.jsonl").read_text().splitlines()]
+    assert payload["state"] == "SUCCEEDED" and payload["backend"] == "local"
+    assert [r["text"] for r in payload["results"]] == texts  # one result per input, in order
+    assert all(r["dim"] == 256 and r["buckets"] for r in payload["results"])
+
+
+def test_run_the_training_example_locally(env: dict[str, str], tmp_path: Path) -> None:
+    out = rph("run", str(EXAMPLES / "train" / "job.toml"), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "step 300 loss" in out.stdout and "outputs (verified)" in out.stdout
+    job_id = out.stdout.split("job ")[-1].split(":")[0]
+    model = json.loads((tmp_path / "rph-outputs" / job_id / "out" / "model.json").read_text())
+    assert model["steps"] == 300 and model["final_loss"] < 0.05
+    status = json.loads(rph("--json", "jobs", "status", job_id, env=env, cwd=tmp_path).stdout)
+    assert status["state"] == "SUCCEEDED"
+    listed = json.loads(rph("--json", "jobs", "list", env=env, cwd=tmp_path).stdout)
+    assert job_id in [j["id"] for j in listed]
+
+
+def test_cancel_a_detached_local_command_job(env: dict[str, str], tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    (tmp_path / "work").mkdir()
+    job.write_text('[command]\nargv = ["sh", "-c", "echo started; sleep 300"]\nworkdir = "work"\n')
+    out = rph("--json", "run", "--detach", str(job), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    job_id = json.loads(out.stdout)["job_id"]
+    deadline = time.monotonic() + 30
+    while "started" not in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # waiting for a real detached process to print
+    cancelled = json.loads(rph("--json", "jobs", "cancel", job_id, env=env, cwd=tmp_path).stdout)
+    assert cancelled["state"] == "CANCELLED"
+    assert (
+        json.loads(rph("--json", "jobs", "status", job_id, env=env, cwd=tmp_path).stdout)["state"]
+        == "CANCELLED"
+    )
+
+
+def test_over_budget_is_refused_before_anything_is_created(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hybrid = Hybrid(config=load_config("rpa_BUDGETTESTKEY0000000000000000", env={}, home=isolated_home))
+    created: list[str] = []
+    monkeypatch.setattr(type(hybrid), "pods", property(lambda _self: created.append("pods") or None))
+    monkeypatch.setattr(
+        Jobs,
+        "context",
+        lambda _self, _job, **_kw: PlanContext(
+            True, {}, load_prices(), [PodOffer("NVIDIA GeForce RTX 4090", 0.69)]
+        ),
+    )
+    job = JobSpec.for_command(["python", "train.py"], expected_runtime_s=3600.0, budget_usd=0.10)
+    with pytest.raises(BudgetExceededError, match=r"over the job's budget of \$0\.1000"):
+        hybrid.submit(job)
+    assert created == []
+    assert hybrid.job_store.recent() == []
