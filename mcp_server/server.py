@@ -1,11 +1,533 @@
-"""Entry point of ``rph-mcp``."""
+"""``rph-mcp``: runpod-hybrid's operations as MCP tools for AI assistants.
+
+Each tool is one call of the public ``runpod_hybrid`` API. Long work returns a job id instead of blocking
+(no tool waits more than about 30 s); outputs are bounded; every create and submit goes through the
+budget caps and reports the hourly cost; ``terminate_pod`` needs the pod's name as confirmation.
+Logs go to stderr only: stdout is the protocol.
+"""
 
 from __future__ import annotations
 
+import argparse
+import functools
+import inspect
+import os
+import secrets
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+    from mcp.server.mcpserver import Context
+    from mcp.types import ToolAnnotations
+
+    from runpod_hybrid.client import Hybrid
+
+MAX_TOOL_WAIT_S = 25.0
+MAX_OUTPUT_CHARS = 20_000
+INSTRUCTIONS = (
+    "Run GPU work on RunPod, or on this machine when no RunPod key is configured. Prefer plan_job before "
+    "submit_job: it says where a job would run, why, and what it would cost. Anything that creates pods costs "
+    "money per second: results state the hourly cost; stop or terminate pods you no longer need "
+    "(spend_summary lists what is running). Long work returns a job id: poll job_status, read job_logs."
+)
 
 
-def main() -> int:
-    # Logs and messages go to stderr only: stdout is the MCP protocol channel.
-    sys.stderr.write("rph-mcp: the MCP tools are not built yet (tracked in the MCP server issue).\n")
-    return 2
+@dataclass(frozen=True)
+class Kinds:
+    """Honest tool annotations, one per kind of effect."""
+
+    read: ToolAnnotations
+    costs: ToolAnnotations
+    safe_write: ToolAnnotations
+    destroys: ToolAnnotations
+
+
+Register = Callable[[Any, str], Callable[[Callable[..., Any]], Callable[..., Any]]]
+
+
+class Tools:
+    """The SDK client, built on first use (not at start-up, so `initialize` stays fast)."""
+
+    def __init__(self, factory: Callable[[], Hybrid]) -> None:
+        self._factory = factory
+        self._client: Hybrid | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Hybrid:
+        with self._lock:
+            if self._client is None:
+                self._client = self._factory()
+            return self._client
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _bounded(text: str, limit: int = MAX_OUTPUT_CHARS) -> dict[str, Any]:
+    if len(text) <= limit:
+        return {"text": text, "truncated": False}
+    return {
+        "text": text[-limit:],
+        "truncated": True,
+        "note": f"output cut to its last {limit} characters of {len(text)}; ask for less (tail) or download files",
+    }
+
+
+def _redacted(value: Any) -> Any:
+    from runpod_hybrid.redact import redact_value
+
+    return redact_value(value)
+
+
+def _readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into tool errors whose text the model reads (mcp hides unexpected exceptions)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from runpod_hybrid.redact import redact_text
+
+    def message(exc: Exception) -> str:
+        return redact_text(f"{type(exc).__name__}: {exc}")
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                raise ToolError(message(exc)) from exc
+
+        return run_async
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise ToolError(message(exc)) from exc
+
+    return run
+
+
+def backend_note(tools: Tools) -> str:
+    return (
+        "RunPod (API key configured)"
+        if tools.client.config.api_key is not None
+        else "local backend only: no RunPod API key is configured (pod and serverless tools will say so)"
+    )
+
+
+def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
+    """Gpus and pods tools."""
+
+    @tool(
+        kinds.read,
+        "List GPU types with live stock and on-demand/spot price per GPU-hour for `gpu_count` GPUs. "
+        "Free, read-only. Use it before create_pod to pick a type that is in stock.",
+    )
+    def list_gpu_types(gpu_count: int = 1, min_vram_gb: int = 0) -> dict[str, Any]:
+        types = tools.client.gpus.list(gpu_count=gpu_count, min_vram_gb=min_vram_gb)
+        return {"gpu_types": _plain(types[:40]), "shown": min(len(types), 40), "total": len(types)}
+
+    @tool(
+        kinds.read,
+        "List your pods with status, $/hour and SSH endpoint. Free, read-only. `status` filters, "
+        "e.g. RUNNING.",
+    )
+    def list_pods(status: str | None = None) -> dict[str, Any]:
+        pods = tools.client.pods.list(status=status)
+        return {
+            "pods": _plain(pods),
+            "running_usd_per_hour": round(sum(p.usd_per_hour for p in pods if p.status == "RUNNING"), 4),
+        }
+
+    @tool(kinds.read, "Get one pod: status, $/hour, GPU, runtime and SSH endpoint. Free, read-only.")
+    def get_pod(pod_id: str) -> dict[str, Any]:
+        return {"pod": _plain(tools.client.pods.get(pod_id))}
+
+    @tool(kinds.read, "GPU/CPU utilisation, uptime and cost so far of a pod. Free, read-only.")
+    def pod_telemetry(pod_id: str) -> dict[str, Any]:
+        return {"telemetry": _plain(tools.client.pods.telemetry(pod_id))}
+
+    @tool(
+        kinds.read,
+        "What running pods cost per hour, together and each. Free, read-only. Check it before "
+        "creating more pods, and stop what is idle.",
+    )
+    def spend_summary() -> dict[str, Any]:
+        pods = tools.client.pods.list(status="RUNNING")
+        settings = tools.client.config.settings
+        return {
+            "running": [{"id": p.id, "name": p.name, "usd_per_hour": p.usd_per_hour} for p in pods],
+            "total_usd_per_hour": round(sum(p.usd_per_hour for p in pods), 4),
+            "cap_total_usd_per_hour": settings.max_total_usd_per_hour,
+            "cap_per_pod_usd_per_hour": settings.max_pod_usd_per_hour,
+        }
+
+    @tool(
+        kinds.costs,
+        "Create a GPU pod. COSTS MONEY per second while it runs (the result states $/hour). Safe "
+        "defaults: RunPod terminates it after `ttl_h` hours (default from settings, 24), SSH is set up, "
+        "budget caps refuse expensive pods, and no capacity falls back to the next GPU type. `spot` is "
+        "cheaper but can be interrupted. Next: wait_for_pod, then pod_exec.",
+    )
+    def create_pod(
+        gpu_types: list[str],
+        gpu_count: int = 1,
+        image: str | None = None,
+        name: str = "mcp",
+        spot: bool = False,
+        ttl_h: float | None = None,
+        volume_gb: int | None = None,
+    ) -> dict[str, Any]:
+        from runpod_hybrid.pods import PodSpec
+
+        result = tools.client.pods.create(
+            PodSpec(
+                name=name,
+                gpu_types=tuple(gpu_types),
+                gpu_count=gpu_count,
+                image=image,
+                spot=spot,
+                ttl_h=ttl_h,
+                volume_gb=volume_gb,
+            )
+        )
+        return {
+            "pod": _plain(result.pod),
+            "usd_per_hour": result.pod.usd_per_hour,
+            "attempts": _plain(result.attempts),
+            "next": f"wait_for_pod(pod_id='{result.pod.id}'), then pod_exec; stop_pod when done",
+        }
+
+    @tool(
+        kinds.costs,
+        "Start (resume) a stopped pod. Costs its $/hour again while running. May fail when its "
+        "host has no free GPU; the error says what to do.",
+    )
+    def start_pod(pod_id: str) -> dict[str, Any]:
+        pod = tools.client.pods.start(pod_id)
+        return {"pod": _plain(pod), "usd_per_hour": pod.usd_per_hour}
+
+    @tool(
+        kinds.safe_write,
+        "Stop a pod: releases the GPU and stops its hourly GPU cost; /workspace is kept (and "
+        "billed as storage). Container disk is wiped. Idempotent.",
+    )
+    def stop_pod(pod_id: str) -> dict[str, Any]:
+        return {"pod": _plain(tools.client.pods.stop(pod_id))}
+
+    @tool(
+        kinds.destroys,
+        "Terminate a pod: deletes it and its volume disk for good. Give the pod's exact name as "
+        "`confirm_name` (get_pod shows it).",
+    )
+    def terminate_pod(pod_id: str, confirm_name: str) -> dict[str, Any]:
+        pod = tools.client.pods.get(pod_id)
+        if confirm_name != pod.name:
+            raise ValueError(f"confirm_name must be the pod's name {pod.name!r}; nothing was terminated.")
+        tools.client.pods.terminate(pod_id)
+        return {"terminated": pod_id}
+
+    @tool(
+        kinds.read,
+        "Wait (at most `max_wait_s`, up to 25) for a pod to run and accept SSH, sending progress. "
+        "Returns ready=false with the current state when time runs out: call it again. Free.",
+    )
+    async def wait_for_pod(pod_id: str, ctx: Context, max_wait_s: float = 25.0) -> dict[str, Any]:
+        import anyio
+
+        from runpod_hybrid.errors import PodNotReadyError
+
+        budget = min(max_wait_s, MAX_TOOL_WAIT_S)
+        messages: list[str] = []
+
+        def wait() -> Any:
+            return tools.client.pods.wait_until_ready(
+                pod_id, timeout_s=budget, poll_s=5.0, on_progress=messages.append
+            )
+
+        try:
+            pod = await anyio.to_thread.run_sync(wait)
+        except PodNotReadyError as exc:
+            if exc.reason != "timeout":
+                raise
+            await ctx.report_progress(1, 1, messages[-1] if messages else "waiting")
+            return {
+                "ready": False,
+                "state": messages[-1] if messages else "unknown",
+                "next": "call wait_for_pod again",
+            }
+        await ctx.report_progress(1, 1, "ready")
+        return {"ready": True, "pod": _plain(pod)}
+
+
+def _remote_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
+    """Commands and files tools."""
+
+    @tool(
+        kinds.costs,
+        "Run a command on a running pod over SSH (argv list, quoted safely). Returns exit code and the "
+        "last 20k characters of output. At most `timeout_s` (<= 25); use submit_job for long work.",
+    )
+    def pod_exec(
+        pod_id: str, argv: list[str], timeout_s: float = 25.0, cwd: str | None = None
+    ) -> dict[str, Any]:
+        result = tools.client.remote(pod_id).exec(argv, cwd=cwd, timeout_s=min(timeout_s, MAX_TOOL_WAIT_S))
+        return {
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "stdout": _bounded(result.stdout),
+            "stderr": _bounded(result.stderr, 5000),
+        }
+
+    @tool(
+        kinds.safe_write, "Upload a local file or dir to a pod (rsync, else tar; .gitignore honoured). Free."
+    )
+    def upload_to_pod(pod_id: str, local_path: str, remote_path: str) -> dict[str, Any]:
+        return {"transfer": _plain(tools.client.remote(pod_id).upload(Path(local_path), remote_path))}
+
+    @tool(kinds.safe_write, "Download a file or dir from a pod to a local path (path-safe). Free.")
+    def download_from_pod(pod_id: str, remote_path: str, local_path: str) -> dict[str, Any]:
+        return {"transfer": _plain(tools.client.remote(pod_id).download(remote_path, Path(local_path)))}
+
+
+def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
+    """Jobs tools."""
+
+    @tool(
+        kinds.read,
+        "Plan a job file (TOML, see examples/): which backend (serverless, pod or local) and why, the "
+        "estimated cost and start time, and the alternatives. Free; creates nothing.",
+    )
+    def plan_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
+        from runpod_hybrid.jobspec import load_job_file
+
+        plan = tools.client.plan(load_job_file(Path(job_file)), backend)
+        return {"plan": _plain(plan), "running_on": backend_note(tools)}
+
+    @tool(
+        kinds.costs,
+        "Submit a job file. May COST MONEY on RunPod (the plan's estimate is returned; jobs over their "
+        "budget are refused before anything is created). Returns a job id at once; poll job_status.",
+    )
+    def submit_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
+        from runpod_hybrid.jobs import new_job_id
+        from runpod_hybrid.jobspec import load_job_file
+
+        job = load_job_file(Path(job_file))
+        plan = tools.client.plan(job, backend)
+        if plan.refused:
+            raise ValueError(f"Refused before creating anything: {plan.refused}")
+        job_id = new_job_id()
+        errors: list[str] = []
+
+        def run() -> None:
+            try:
+                tools.client.jobs.submit(job, backend=backend, detach=True, planned=plan, job_id=job_id)
+            except Exception as exc:
+                errors.append(str(exc))
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(MAX_TOOL_WAIT_S)
+        if errors:
+            raise RuntimeError(errors[0])
+        return {
+            "job_id": job_id,
+            "backend": plan.backend,
+            "estimated_cost_usd": plan.estimated_cost_usd,
+            "finished_in_call": not worker.is_alive(),
+            "next": f"job_status(job_id='{job_id}')",
+        }
+
+    @tool(
+        kinds.read,
+        "A job's state (reconciled with where it runs) and, when a task job succeeded, its results "
+        "(bounded). Free.",
+    )
+    def job_status(job_id: str) -> dict[str, Any]:
+        handle = tools.client.jobs.get(job_id)
+        state = handle.status()
+        out: dict[str, Any] = {"job_id": job_id, "backend": handle.backend, "state": state}
+        if state == "SUCCEEDED" and handle.record.spec.get("kind") == "task":
+            results = handle.result()
+            out["results"] = results[:100]
+            out["results_truncated"] = len(results) > 100
+        return out
+
+    @tool(kinds.read, "The last lines of a job's log (bounded). Free.")
+    def job_logs(job_id: str, tail_lines: int = 200) -> dict[str, Any]:
+        return {"job_id": job_id, "log": _bounded(tools.client.jobs.get(job_id).logs(min(tail_lines, 2000)))}
+
+    @tool(
+        kinds.safe_write,
+        "Download a finished command job's declared outputs, verified against checksums. Free.",
+    )
+    def fetch_job_outputs(job_id: str, dest: str | None = None) -> dict[str, Any]:
+        paths = tools.client.jobs.get(job_id).fetch(Path(dest) if dest else None)
+        return {"job_id": job_id, "outputs": [str(p) for p in paths]}
+
+    @tool(
+        kinds.destroys,
+        "Cancel a running command job (SIGTERM, then SIGKILL). Its pod keeps running: stop_pod it.",
+    )
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        return {"job_id": job_id, "state": tools.client.jobs.get(job_id).cancel()}
+
+    @tool(kinds.read, "Recent jobs from every backend. Free.")
+    def list_jobs(limit: int = 20) -> dict[str, Any]:
+        return {
+            "jobs": [
+                {"id": h.id, "backend": h.backend, "name": h.record.name, "state": h.record.status}
+                for h in tools.client.jobs.recent(min(limit, 100))
+            ],
+            "running_on": backend_note(tools),
+        }
+
+
+def _serverless_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
+    """Serverless tools."""
+
+    @tool(
+        kinds.costs,
+        "Queue one job on a serverless endpoint (billed per second of worker time). `job_input` is the "
+        'endpoint\'s input, e.g. {"task": "embed", "input": ...}. Returns the job id; poll '
+        "serverless_status.",
+    )
+    def serverless_run(endpoint: str, job_input: dict[str, Any]) -> dict[str, Any]:
+        return {"job_id": tools.client.endpoint(endpoint).run(job_input), "endpoint": endpoint}
+
+    @tool(kinds.read, "Status (and output, bounded) of a serverless job. Free.")
+    def serverless_status(endpoint: str, job_id: str) -> dict[str, Any]:
+        status = tools.client.endpoint(endpoint).status(job_id)
+        text = str(status.get("output", ""))
+        if len(text) > MAX_OUTPUT_CHARS:
+            status["output"] = _bounded(text)
+        return {"status": status}
+
+    @tool(kinds.safe_write, "Cancel a serverless job. Idempotent.")
+    def serverless_cancel(endpoint: str, job_id: str) -> dict[str, Any]:
+        return {"status": tools.client.endpoint(endpoint).cancel(job_id)}
+
+    @tool(
+        kinds.read,
+        "Queue and worker counts of a serverless endpoint (unhealthy workers mean a crash loop). Free.",
+    )
+    def endpoint_health(endpoint: str) -> dict[str, Any]:
+        return {"health": tools.client.endpoint(endpoint).health()}
+
+
+def build_server(*, read_only: bool = False, factory: Callable[[], Hybrid] | None = None) -> MCPServer:
+    from mcp.server import MCPServer
+    from mcp.server.mcpserver import Context
+    from mcp.types import ToolAnnotations
+
+    from runpod_hybrid import __version__
+
+    # Tool signatures are read with their annotations evaluated in this module's namespace; the names they
+    # use are imported lazily (importing mcp costs ~0.5 s), so make them resolvable now.
+    globals().setdefault("Context", Context)
+
+    def default_factory() -> Hybrid:
+        from runpod_hybrid.client import Hybrid
+
+        return Hybrid()
+
+    tools = Tools(factory or default_factory)
+    server = MCPServer("runpod-hybrid", version=__version__, instructions=INSTRUCTIONS)
+
+    kinds = Kinds(
+        read=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+        costs=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+        safe_write=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+        destroys=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+
+    def tool(
+        annotations: ToolAnnotations, description: str
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if read_only and not annotations.read_only_hint:
+                return fn
+            return server.tool(name=fn.__name__, description=description, annotations=annotations)(
+                _readable_errors(fn)
+            )
+
+        return register
+
+    _pod_tools(tool, tools, kinds)
+    _remote_tools(tool, tools, kinds)
+    _job_tools(tool, tools, kinds)
+    _serverless_tools(tool, tools, kinds)
+    return server
+
+
+def _http_app(server: MCPServer, token: str) -> Any:
+    """Streamable HTTP on /mcp behind a bearer token (DNS-rebinding protection is on for localhost)."""
+    from starlette.responses import JSONResponse
+
+    app = server.streamable_http_app()
+    expected = f"Bearer {token}"
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+            if not secrets.compare_digest(headers.get("authorization", ""), expected):
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token (see rph-mcp's start-up line)"}, status_code=401
+                )
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rph-mcp", description="runpod-hybrid's MCP server")
+    parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
+    parser.add_argument(
+        "--http", action="store_true", help="serve streamable HTTP on 127.0.0.1 instead of stdio"
+    )
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--log-level", default=None)
+    args = parser.parse_args(argv)
+    from runpod_hybrid.logs import configure_logging
+
+    configure_logging(args.log_level, stream=sys.stderr)  # stdout is the protocol channel
+    server = build_server(read_only=args.read_only)
+    if not args.http:
+        server.run("stdio")
+        return 0
+    import uvicorn
+
+    token = os.environ.get("RPH_MCP_TOKEN") or secrets.token_urlsafe(24)
+    if "RPH_MCP_TOKEN" not in os.environ:
+        sys.stderr.write(f"rph-mcp: bearer token for this run: {token}\n")
+    sys.stderr.write(f"rph-mcp: serving http://127.0.0.1:{args.port}/mcp\n")
+    uvicorn.run(_http_app(server, token), host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v npx >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -60,4 +61,7 @@ if [ $status -eq 5 ]; then
   echo "pytest collected no tests: the test set-up is broken" >&2
   exit 1
 fi
-exit $status
+[ $status -eq 0 ] || exit $status
+
+step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
+.venv/bin/python scripts/inspector_check.py

@@ -153,6 +153,7 @@ class Jobs:
         detach: bool = False,
         on_text: Callable[[str], None] | None = None,
         planned: Plan | None = None,
+        job_id: str | None = None,
     ) -> tuple[Plan, JobHandle]:
         """Plan, refuse what is over budget before anything is created, then run it where the plan says."""
         chosen = planned or self.plan(job, backend)
@@ -163,7 +164,7 @@ class Jobs:
                 cost_usd=cost,
                 cap_usd=job.budget_usd or 0.0,
             )
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         spec: dict[str, Any] = {"kind": job.kind, "name": job.name, "plan": chosen.backend}
         record = JobRecord(job_id, chosen.backend, "STARTING", name=job.name, spec=spec)
         self.store.put(record)

@@ -1,0 +1,249 @@
+"""The MCP server through real MCP clients: the `mcp` library in memory and over stdio, and raw HTTP."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from runpod_hybrid.client import Hybrid
+from runpod_hybrid.config import load_config
+from runpod_hybrid_mcp.server import build_server
+
+from conftest import SENTINEL_KEY
+from runpod_standin import StandinServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+READ_TOOLS = {
+    "list_gpu_types",
+    "list_pods",
+    "get_pod",
+    "pod_telemetry",
+    "spend_summary",
+    "wait_for_pod",
+    "plan_job",
+    "job_status",
+    "job_logs",
+    "list_jobs",
+    "serverless_status",
+    "endpoint_health",
+}
+
+
+def call(server: Any, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    from mcp import Client
+
+    async def go() -> Any:
+        async with Client(server) as client:
+            return await client.call_tool(name, arguments or {})
+
+    return anyio.run(go)
+
+
+def tools_of(server: Any) -> list[Any]:
+    from mcp import Client
+
+    async def go() -> Any:
+        async with Client(server) as client:
+            return (await client.list_tools()).tools
+
+    return list(anyio.run(go))
+
+
+def result_json(result: Any) -> Any:
+    assert not result.is_error, result.content[0].text
+    return json.loads(result.content[0].text)
+
+
+def keyed(standin: StandinServer, home: Path) -> Callable[[], Hybrid]:
+    config = load_config(SENTINEL_KEY, env={}, home=home)
+    return lambda: Hybrid(config=config, graphql_url=standin.url)
+
+
+def test_every_tool_with_honest_annotations() -> None:
+    tools = {t.name: t for t in tools_of(build_server())}
+    assert len(tools) == 24
+    for name, tool in tools.items():
+        annotations = tool.annotations
+        assert annotations is not None and tool.description
+        assert annotations.read_only_hint == (name in READ_TOOLS), name
+    assert tools["terminate_pod"].annotations.destructive_hint
+    assert (
+        "COSTS MONEY" in tools["create_pod"].description and "wait_for_pod" in tools["create_pod"].description
+    )
+
+
+def test_read_only_mode_exposes_only_read_tools() -> None:
+    assert {t.name for t in tools_of(build_server(read_only=True))} == READ_TOOLS
+
+
+def test_without_a_key_pod_tools_say_how_to_provide_one() -> None:
+    result = call(build_server(), "list_pods")
+    assert result.is_error
+    assert "RUNPOD_API_KEY" in result.content[0].text
+
+
+def test_plan_and_submit_a_job_on_the_local_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    server = build_server()
+    plan = result_json(call(server, "plan_job", {"job_file": str(EXAMPLES / "train" / "job.toml")}))
+    assert plan["plan"]["backend"] == "local" and "local backend only" in plan["running_on"]
+    submitted = result_json(call(server, "submit_job", {"job_file": str(EXAMPLES / "train" / "job.toml")}))
+    job_id = submitted["job_id"]
+    deadline = time.monotonic() + 60
+    while (state := result_json(call(server, "job_status", {"job_id": job_id}))["state"]) not in (
+        "SUCCEEDED",
+        "FAILED",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)  # a real detached job is running
+    assert state == "SUCCEEDED"
+    assert "step 300" in result_json(call(server, "job_logs", {"job_id": job_id}))["log"]["text"]
+    outputs = result_json(call(server, "fetch_job_outputs", {"job_id": job_id, "dest": str(tmp_path / "o")}))
+    assert outputs["outputs"] == [str(tmp_path / "o" / "out" / "model.json")]
+    assert job_id in {j["id"] for j in result_json(call(server, "list_jobs"))["jobs"]}
+
+
+def test_create_states_cost_and_terminate_needs_the_name(standin: StandinServer, isolated_home: Path) -> None:
+    server = build_server(factory=keyed(standin, isolated_home))
+    created = result_json(call(server, "create_pod", {"gpu_types": ["NVIDIA RTX A4000"], "name": "mcp-test"}))
+    pod = created["pod"]
+    assert created["usd_per_hour"] == pod["usd_per_hour"] > 0
+    assert standin.state.calls_of("CreateOnDemandPod")[0]["input"]["terminateAfter"]  # TTL on by default
+    refused = call(server, "terminate_pod", {"pod_id": pod["id"], "confirm_name": "wrong"})
+    assert refused.is_error and "confirm_name must be the pod's name" in refused.content[0].text
+    assert standin.state.calls_of("TerminatePod") == []
+    assert result_json(call(server, "terminate_pod", {"pod_id": pod["id"], "confirm_name": pod["name"]}))
+    spend = result_json(call(server, "spend_summary"))
+    assert spend["total_usd_per_hour"] == 0 and spend["cap_total_usd_per_hour"] == 20.0
+
+
+def test_no_tool_result_or_error_holds_the_key(standin: StandinServer, isolated_home: Path) -> None:
+    server = build_server(factory=keyed(standin, isolated_home))
+    texts = [
+        call(server, name, args).content[0].text
+        for name, args in (
+            ("list_pods", {}),
+            ("get_pod", {"pod_id": "missing"}),
+            ("list_gpu_types", {}),
+            ("spend_summary", {}),
+            ("create_pod", {"gpu_types": ["NVIDIA H100 NVL"]}),
+        )
+    ]
+    assert all(SENTINEL_KEY not in text for text in texts)
+    assert "No GPU matching your request is in stock" in texts[-1]
+
+
+def test_stdio_session_with_the_mcp_client(isolated_home: Path) -> None:
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "runpod_hybrid_mcp.server"],
+        env={**os.environ, "HOME": str(isolated_home)},
+    )
+
+    async def go() -> tuple[int, Any]:
+        async with Client(params) as client:
+            tools = (await client.list_tools()).tools
+            return len(tools), await client.call_tool("list_jobs", {})
+
+    count, listed = anyio.run(go)
+    assert count == 24
+    assert json.loads(listed.content[0].text)["jobs"] == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_http_transport_requires_the_bearer_token(isolated_home: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "HOME": str(isolated_home), "RPH_MCP_TOKEN": "test-token-123"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runpod_hybrid_mcp.server", "--http", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        while "serving" not in server.stderr.readline():
+            pass
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+        ).encode()
+
+        def post(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/mcp",
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json, text/event-stream",
+                    **headers,
+                },
+            )
+            try:
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        with urllib.request.urlopen(request, timeout=10) as response:
+                            return int(response.status)
+                    except urllib.error.URLError as exc:
+                        if isinstance(exc, urllib.error.HTTPError) or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)  # uvicorn still binding its socket
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post({}) == 401
+        assert post({"Authorization": "Bearer wrong"}) == 401
+        assert post({"Authorization": "Bearer test-token-123"}) == 200
+        assert post({"Authorization": "Bearer test-token-123", "Host": "evil.example.com"}) in (403, 421)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_server_is_a_thin_adapter() -> None:
+    """mcp_server imports no SDK internals (_-names) and no requests/subprocess."""
+    for path in (ROOT / "mcp_server").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("requests", "subprocess")), (path, name)
+                parts = name.split(".")
+                if parts[0] == "runpod_hybrid":
+                    assert not any(p.startswith("_") and p != "__version__" for p in parts), (path, name)
