@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,17 @@ def reset_logging() -> Iterator[None]:
     """Entry points configure structlog per process; tests that run one must not leak it to the next."""
     yield
     structlog.reset_defaults()
+
+
+def eventually(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Wait until real processes (workers, detached jobs) reach a state: synchronisation, not pacing."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
 
 
 @dataclass

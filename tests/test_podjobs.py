@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from runpod_hybrid.errors import RemoteCommandError
 from runpod_hybrid.localrunner import LocalRunner
 from runpod_hybrid.podjobs import PodJobs, PodJobSpec, boot_docker_args, parse_nvidia_smi
 
+from conftest import eventually
 from sshd_pod import SshdPod
 
 SAMPLES = Path(__file__).parent / "data" / "nvidia-smi-samples"
@@ -29,17 +29,6 @@ while [ "$step" -lt "$STEPS" ]; do
 done
 echo "final $step" > out/result.txt
 """
-
-
-def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
-    """Synchronise with real detached processes (not pacing)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
@@ -74,7 +63,7 @@ def test_start_twice_gives_one_process(local: tuple[PodJobs, Path], tmp_path: Pa
     again = jobs.start(job)
     assert again.state == "RUNNING" and again.attempt == 1
     hold.touch()
-    wait_for(lambda: jobs.status("once").finished)
+    eventually(lambda: jobs.status("once").finished)
     assert (work / "started.txt").read_text().splitlines() == ["attempt 1 starts at step 0"]
 
 
@@ -84,7 +73,7 @@ def test_restart_resumes_as_attempt_2_from_the_checkpoint(
     jobs, work = local
     hold = tmp_path / "release"
     jobs.start(spec("resumable", work, HOLD=str(hold), HOLD_STEP="3"))
-    wait_for(
+    eventually(
         lambda: (
             (Path(jobs.checkpoint_dir("resumable")) / "step").exists()
             and (Path(jobs.checkpoint_dir("resumable")) / "step").read_text().strip() == "3"
@@ -96,11 +85,11 @@ def test_restart_resumes_as_attempt_2_from_the_checkpoint(
     supervisor = int((job_dir / "supervisor.pid").read_text())
     os.killpg(supervisor, signal.SIGKILL)
     os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: not _alive(pid))
+    eventually(lambda: not _alive(pid))
     assert jobs.status("resumable").state == "RUNNING"  # stale: nobody recorded the end
     hold.touch()
     jobs.resume_all()  # the boot step
-    final = wait_for(lambda: (s := jobs.status("resumable")).finished and s)
+    final = eventually(lambda: (s := jobs.status("resumable")).finished and s)
     assert (final.state, final.attempt) == ("SUCCEEDED", 2)
     assert (work / "started.txt").read_text().splitlines() == [
         "attempt 1 starts at step 0",
@@ -119,7 +108,7 @@ def _alive(pid: int) -> bool:
 def test_cancel_kills_the_process_group(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
     jobs.start(PodJobSpec("forever", "sleep 300 & sleep 300; wait", str(work), heartbeat_s=0.1))
-    pid = int(wait_for(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().strip()))
+    pid = int(eventually(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().strip()))
     status = jobs.cancel("forever", grace_s=2)
     assert status.state == "CANCELLED"
     assert not _alive(pid)
@@ -130,7 +119,7 @@ def test_log_rotation_keeps_a_200mb_log_bounded(local: tuple[PodJobs, Path]) -> 
     jobs, work = local
     writer = "i=0; while [ $i -lt 200 ]; do head -c 1048576 /dev/zero | tr '\\0' 'x'; echo; i=$((i+1)); sleep 0.005; done; echo LAST"
     jobs.start(PodJobSpec("chatty", writer, str(work), log_max_bytes=20 * 1024 * 1024, heartbeat_s=0.05))
-    wait_for(lambda: jobs.status("chatty").finished, timeout_s=120)
+    eventually(lambda: jobs.status("chatty").finished, timeout_s=120)
     job_dir = Path(jobs.job_dir("chatty"))
     on_disk = sum((job_dir / name).stat().st_size for name in ("log", "log.1") if (job_dir / name).exists())
     assert on_disk < 100 * 1024 * 1024
@@ -151,7 +140,7 @@ def test_outputs_are_fetched_and_verified_before_the_pod_is_released(
 
     runner.download = download  # type: ignore[method-assign]
     jobs.start(spec("release", work))
-    wait_for(lambda: jobs.status("release").finished)
+    eventually(lambda: jobs.status("release").finished)
     jobs.collect_and_release(
         "release", ["out"], str(work), tmp_path / "got", lambda: calls.append("stop pod")
     )
@@ -196,6 +185,6 @@ def test_job_survives_a_dropped_ssh_connection(sshd: SshdPod, tmp_path: Path) ->
     jobs.start(spec("remote", work, HOLD=str(hold), HOLD_STEP="2"))
     sshd.drop_connections()  # the SSH session that started it is gone
     hold.touch()
-    final = wait_for(lambda: (s := jobs.status("remote")).finished and s)  # a fresh connection reads it
+    final = eventually(lambda: (s := jobs.status("remote")).finished and s)  # a fresh connection reads it
     assert (final.state, final.attempt) == ("SUCCEEDED", 1)
     assert jobs.fetch("remote", ["out"], str(work), tmp_path / "dl")[0].read_text() == "final 5\n"

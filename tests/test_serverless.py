@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,19 +24,10 @@ from runpod_hybrid.errors import JobError, JobExpiredError
 from runpod_hybrid.jobstore import JobStore
 from runpod_hybrid.serverless import Endpoint, MapFailure, RateLimiter
 
+from conftest import eventually
+
 TESTS = str(Path(__file__).parent)
 WORKER_ENV = {"PYTHONPATH": TESTS}
-
-
-def eventually(predicate: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    """Wait for real worker processes to reach a state (synchronisation, not pacing)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture(scope="module")
