@@ -54,7 +54,7 @@ class JobHandle:
         spec = self.record.spec
         if self.backend == "local":
             return PodJobs(LocalRunner(), spec["root"])
-        return PodJobs(self._jobs.client.remote(str(self.record.pod_id)), POD_ROOT)
+        return PodJobs(self._jobs.client.remote(str(self.record.pod_id)), self._jobs.pod_root)
 
     @property
     def _is_command(self) -> bool:
@@ -113,9 +113,11 @@ class JobHandle:
 class Jobs:
     """Plans and submits jobs for one account (or none: the local backend)."""
 
-    def __init__(self, client: RunPod) -> None:
+    def __init__(self, client: RunPod, *, pod_root: str = POD_ROOT, pod_poll_s: float = 5.0) -> None:
         self.client = client
         self.store = client.job_store
+        self.pod_root = pod_root  # where jobs live on a pod: RunPod's volume mount
+        self.pod_poll_s = pod_poll_s
 
     def context(self, job: JobSpec, *, live_prices: bool = True) -> PlanContext:
         settings = self.client.config.settings
@@ -273,7 +275,7 @@ class Jobs:
                 volume_gb=job.volume_gb,
                 network_volume_id=job.network_volume_id,
                 spot=job.spot,
-                docker_args=boot_docker_args(POD_ROOT),
+                docker_args=boot_docker_args(self.pod_root),
             )
         )
         pod_id = result.pod.id
@@ -281,14 +283,14 @@ class Jobs:
         handle.record.pod_id = pod_id
         pods.wait_until_ready(pod_id)
         runner = self.client.remote(pod_id)
-        workdir = f"{POD_ROOT}/rph/{handle.id}/work"
+        workdir = f"{self.pod_root}/rph/{handle.id}/work"
         runner.upload(Path(job.workdir or "."), workdir)
-        status = PodJobs(runner, POD_ROOT).start(self._command_spec(job, handle, POD_ROOT, workdir))
+        status = PodJobs(runner, self.pod_root).start(self._command_spec(job, handle, self.pod_root, workdir))
         self.store.update(handle.id, status=status.state)
         handle.record.status = status.state
         if detach:
             return
-        final = handle.wait(on_text, poll_s=5.0)
+        final = handle.wait(on_text, poll_s=self.pod_poll_s)
         if job.on_finish != "none" and final == "SUCCEEDED":
 
             def release() -> None:
@@ -297,7 +299,7 @@ class Jobs:
                 else:
                     pods.terminate(pod_id)
 
-            PodJobs(runner, POD_ROOT).collect_and_release(
+            PodJobs(runner, self.pod_root).collect_and_release(
                 handle.id, list(job.outputs), workdir, Path("rph-outputs") / handle.id, release
             )
 

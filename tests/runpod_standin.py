@@ -156,6 +156,8 @@ class StandinState:
         # Scripted `pod` answers: pod id -> successive updates applied on each GetPod/PodTelemetry.
         self.pod_timeline: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.hang_release = threading.Event()
+        # The runtime new pods report (None: not started, as RunPod answers right after a create).
+        self.new_pod_runtime: dict[str, Any] | None = None
 
     # --- seeding helpers for tests ---
 
@@ -250,7 +252,7 @@ class StandinState:
                 "supportPublicIp": secure or bool(spec.get("supportPublicIp")),
                 "podHostId": f"{pod_id}-64410065",
             },
-            "runtime": None,
+            "runtime": self.new_pod_runtime,
             "latestTelemetry": None,
         }
 

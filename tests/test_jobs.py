@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,10 @@ from runpod_hybrid.errors import BudgetExceededError
 from runpod_hybrid.jobs import Jobs
 from runpod_hybrid.jobspec import JobSpec
 from runpod_hybrid.router import PlanContext, PodOffer, load_prices
+
+from conftest import SENTINEL_KEY
+from runpod_standin import StandinServer
+from sshd_pod import SshdPod
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -120,3 +126,56 @@ def test_over_budget_is_refused_before_anything_is_created(
         hybrid.submit(job)
     assert created == []
     assert hybrid.job_store.recent() == []
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPod]:
+    pod = SshdPod(tmp_path_factory.mktemp("runpod")).setup()
+    yield pod
+    pod.stop()
+
+
+@pytest.mark.skipif(getpass.getuser() != "root", reason="RunPod pods are entered as root")
+def test_run_a_command_job_on_a_pod_end_to_end(
+    standin: StandinServer,
+    sshd: SshdPod,
+    isolated_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pod backend against the API stand-in and a real sshd: create (boot step, TTL), wait, upload,
+    run the job under the runner, fetch and verify outputs, and only then stop the pod."""
+    standin.state.new_pod_runtime = {
+        "uptimeInSeconds": 5,
+        "gpus": [],
+        "container": None,
+        "ports": [
+            {"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": sshd.port, "type": "tcp"}
+        ],
+    }
+    settings = isolated_home / "settings.toml"
+    settings.write_text(f'ssh_key_path = "{sshd.client_key}"\n')
+    config = load_config(SENTINEL_KEY, env={"RPH_CONFIG": str(settings)}, home=isolated_home)
+    hybrid = Hybrid(config=config, graphql_url=standin.url)
+    jobs = Jobs(hybrid, pod_root=str(sshd.workspace), pod_poll_s=0.2)
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "train.sh").write_text(
+        'mkdir -p out && echo "trained on attempt $RPH_ATTEMPT" > out/result.txt\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    job = JobSpec.for_command(
+        ["sh", "train.sh"],
+        workdir=str(work),
+        outputs=("out",),
+        on_finish="stop",
+        gpu_types=("NVIDIA RTX A4000",),
+    )
+    plan, handle = jobs.submit(job)
+    assert plan.backend == "pod" and handle.status() == "SUCCEEDED"
+    [create] = standin.state.calls_of("CreateOnDemandPod")
+    assert "boot.sh" in create["input"]["dockerArgs"] and create["input"]["terminateAfter"]
+    assert (
+        tmp_path / "rph-outputs" / handle.id / "out" / "result.txt"
+    ).read_text() == "trained on attempt 1\n"
+    assert [c["input"]["podId"] for c in standin.state.calls_of("StopPod")] == [handle.record.pod_id]
