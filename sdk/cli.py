@@ -697,8 +697,69 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoint_manage(args: argparse.Namespace) -> int:
+    from .cli_env import parse_env
+
+    endpoints = _client(args).endpoints
+    action = args.manage_action
+    if action == "deploy":
+        info = endpoints.deploy(
+            args.name,
+            args.image,
+            args.gpu.split(","),
+            workers_max=args.workers_max,
+            workers_min=args.workers_min,
+            idle_timeout_s=args.idle_timeout,
+            execution_timeout_s=args.execution_timeout,
+            env=parse_env(args.env),
+            network_volume_id=args.network_volume,
+        )
+        emit(
+            args,
+            _as_json(info),
+            f"deployed {info.name}: id {info.id}\nadd to your settings: "
+            f'[endpoints]\n{info.name} = "{info.id}"',
+        )
+    elif action == "list":
+        infos = endpoints.list()
+        emit(
+            args,
+            [_as_json(i) for i in infos],
+            "\n".join(
+                f"{i.id:<16} {i.name:<24} {','.join(i.gpu_pools):<24} workers {i.workers_min}-{i.workers_max}"
+                for i in infos
+            )
+            or "no endpoints",
+        )
+    elif action == "get":
+        info = endpoints.get(args.endpoint)
+        emit(args, _as_json(info), json.dumps(_as_json(info), indent=2))
+    else:
+        endpoints.delete(args.endpoint)
+        emit(args, {"deleted": args.endpoint}, f"deleted {args.endpoint} and its template")
+    return 0
+
+
 def _add_serverless_commands(commands: _Commands) -> None:
-    endpoint = commands.group("endpoint", "serverless endpoints: a local one for development")
+    endpoint = commands.group("endpoint", "serverless endpoints: deploy and manage, or serve one locally")
+    deploy = endpoint.command(
+        "deploy", "create a worker template and an endpoint that runs it", _endpoint_manage
+    )
+    deploy.set_defaults(manage_action="deploy")
+    deploy.add_argument("--name", required=True)
+    deploy.add_argument("--image", required=True, help="your worker image (see serverless_worker/README.md)")
+    deploy.add_argument("--gpu", required=True, help="GPU pools, comma-separated, e.g. AMPERE_16,ADA_24")
+    deploy.add_argument("--workers-max", type=int, required=True)
+    deploy.add_argument("--workers-min", type=int, default=0, help="always-on workers (billed while idle)")
+    deploy.add_argument("--idle-timeout", type=int, default=5, metavar="S")
+    deploy.add_argument("--execution-timeout", type=int, default=600, metavar="S")
+    deploy.add_argument("--env", action="append", default=[], metavar="K=V")
+    deploy.add_argument("--network-volume")
+    endpoint.command("list", "your endpoints", _endpoint_manage).set_defaults(manage_action="list")
+    for action, help_text in (("get", "one endpoint"), ("delete", "delete an endpoint and its template")):
+        parser = endpoint.command(action, help_text, _endpoint_manage)
+        parser.set_defaults(manage_action=action)
+        parser.add_argument("endpoint", help="endpoint id or name")
     serve = endpoint.command("serve-local", "serve a local endpoint with real worker processes", _serve_local)
     serve.add_argument("--tasks", action="append", required=True, help="module defining @task functions")
     serve.add_argument("--workers", type=int, default=1)
@@ -948,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, json_output=True if args.log_json else None)
     try:
         result: int = args.handler(args)
-    except RunPodHybridError as exc:
+    except (RunPodHybridError, ValueError) as exc:  # ValueError: arguments the SDK refuses
         return _report_error(args, exc)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -21,7 +21,9 @@ from .graphql import GRAPHQL_URL
 
 if TYPE_CHECKING:
     from ._http import HttpTransport
+    from .endpoints import Endpoints
     from .gpus import Gpus
+    from .graphql import GraphQLClient
     from .jobs import JobHandle, Jobs
     from .jobspec import JobSpec
     from .jobstore import JobStore
@@ -64,11 +66,23 @@ class RunPod:
         return HttpTransport(self.config.require_key())
 
     @cached_property
-    def pod_api(self) -> PodApi:
+    def graphql(self) -> GraphQLClient:
         from .graphql import GraphQLClient
+
+        return GraphQLClient(self.transport, self._graphql_url)
+
+    @cached_property
+    def pod_api(self) -> PodApi:
         from .podapi import GraphQLPodApi
 
-        return GraphQLPodApi(GraphQLClient(self.transport, self._graphql_url))
+        return GraphQLPodApi(self.graphql)
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        """Deploy, list, get and delete serverless endpoints."""
+        from .endpoints import Endpoints
+
+        return Endpoints(self.graphql)
 
     @cached_property
     def pods(self) -> Pods:

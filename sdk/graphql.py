@@ -191,6 +191,58 @@ mutation UpdateAccountSshKeys($input: UpdateUserSettingsInput!) {
 }
 """
 
+# Serverless endpoint management (runpodctl and RunPod's Pulumi provider use these same mutations).
+ENDPOINT_FIELDS = """
+fragment EndpointFields on Endpoint {
+  id
+  name
+  gpuIds
+  gpuCount
+  workersMin
+  workersMax
+  idleTimeout
+  executionTimeoutMs
+  templateId
+  networkVolumeId
+}
+"""
+
+LIST_ENDPOINTS = (
+    """
+query ListEndpoints {
+  myself { id endpoints { ...EndpointFields } }
+}
+"""
+    + ENDPOINT_FIELDS
+)
+
+SAVE_TEMPLATE = """
+mutation SaveTemplate($input: SaveTemplateInput!) {
+  saveTemplate(input: $input) { id name imageName isServerless }
+}
+"""
+
+SAVE_ENDPOINT = (
+    """
+mutation SaveEndpoint($input: EndpointInput!) {
+  saveEndpoint(input: $input) { ...EndpointFields }
+}
+"""
+    + ENDPOINT_FIELDS
+)
+
+DELETE_ENDPOINT = """
+mutation DeleteEndpoint($id: String!) {
+  deleteEndpoint(id: $id)
+}
+"""
+
+DELETE_TEMPLATE = """
+mutation DeleteTemplate($templateName: String!) {
+  deleteTemplate(templateName: $templateName)
+}
+"""
+
 # Documents that also must validate against the older third-party SDL (runpod.schema.graphql).
 POD_AND_GPU_DOCUMENTS: Mapping[str, str] = {
     "LIST_PODS": LIST_PODS,

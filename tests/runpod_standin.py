@@ -150,6 +150,8 @@ class StandinState:
         self.gpu_types = default_gpu_types()
         self.pods: dict[str, dict[str, Any]] = {}
         self.pub_key = ""
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
@@ -291,6 +293,7 @@ class StandinState:
                     "id": "user-standin",
                     "pubKey": state.pub_key,
                     "pods": live,
+                    "endpoints": list(state.endpoints.values()),
                     "currentSpendPerHr": sum(p["costPerHr"] for p in live if p["desiredStatus"] == "RUNNING"),
                 }
 
@@ -343,6 +346,34 @@ class StandinState:
             @staticmethod
             def podTerminate(_info: Any, input: dict[str, Any]) -> None:
                 Root._existing(input["podId"], "terminate")["desiredStatus"] = "TERMINATED"
+
+            @staticmethod
+            def saveTemplate(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                template = {**input, "id": input.get("id") or "tpl" + secrets.token_hex(5)}
+                state.templates[template["name"]] = template
+                return template
+
+            @staticmethod
+            def saveEndpoint(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                if not any(t["id"] == input.get("templateId") for t in state.templates.values()):
+                    raise graphql.GraphQLError("Template not found.")
+                endpoint = {**input, "id": input.get("id") or secrets.token_hex(7)}
+                state.endpoints[endpoint["id"]] = endpoint
+                return endpoint
+
+            @staticmethod
+            def deleteEndpoint(_info: Any, id: str) -> None:
+                if state.endpoints.pop(id, None) is None:
+                    raise graphql.GraphQLError("Endpoint not found.")
+
+            @staticmethod
+            def deleteTemplate(_info: Any, templateName: str) -> None:
+                if any(
+                    e.get("templateId") == state.templates.get(templateName, {}).get("id")
+                    for e in state.endpoints.values()
+                ):
+                    raise graphql.GraphQLError("Template is in use by an endpoint.")
+                state.templates.pop(templateName, None)
 
             @staticmethod
             def updateUserSettings(_info: Any, input: dict[str, Any]) -> dict[str, Any]:

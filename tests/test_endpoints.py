@@ -1,0 +1,58 @@
+"""Endpoint management, replayed from cassettes/endpoints/ (recorded against the stand-in)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from runpod_hybrid._http import HttpTransport
+from runpod_hybrid.config import ApiKey
+from runpod_hybrid.endpoints import Endpoints
+from runpod_hybrid.errors import NotFoundError
+from runpod_hybrid.graphql import GraphQLClient
+
+from conftest import ApiTarget, FakeTime
+
+
+def endpoints(target: ApiTarget, fake_time: FakeTime) -> Endpoints:
+    transport = HttpTransport(ApiKey(target.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock)
+    return Endpoints(GraphQLClient(transport, target.url))
+
+
+@pytest.mark.vcr
+def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+    api = endpoints(runpod_api, fake_time)
+    deployed = api.deploy(
+        "embedder",
+        "me/worker:1",
+        ["AMPERE_16", "ADA_24"],
+        workers_max=3,
+        execution_timeout_s=120,
+        env={"RPH_TASKS": "my_tasks", "HF_TOKEN": "hf_secret"},
+    )
+    assert deployed.gpu_pools == ("AMPERE_16", "ADA_24") and deployed.workers_max == 3
+    assert deployed.execution_timeout_s == 120 and deployed.template_id
+    assert [e.name for e in api.list()] == ["embedder"]
+    assert api.get("embedder").id == deployed.id
+    api.delete(deployed.id)
+    assert api.list() == []
+    with pytest.raises(NotFoundError, match="rph endpoint list"):
+        api.get(deployed.id)
+    bodies = [json.loads(r.body) for r in vcr.requests]
+    template = next(b for b in bodies if b["operationName"] == "SaveTemplate")["variables"]["input"]
+    assert template["isServerless"] is True and template["imageName"] == "me/worker:1"
+    assert all(e["value"] == "<redacted>" for e in template["env"])
+    order = [b["operationName"] for b in bodies if b["operationName"].startswith("Delete")]
+    assert order == ["DeleteEndpoint", "DeleteTemplate"]
+
+
+def test_bad_deploy_arguments_are_refused_before_any_call() -> None:
+    api = Endpoints(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="GPU pools"):
+        api.deploy("x", "img", ["RTX_4090"], workers_max=1)
+    with pytest.raises(ValueError, match="workers_max"):
+        api.deploy("x", "img", ["AMPERE_16"], workers_max=0)
+    with pytest.raises(ValueError, match="execution_timeout_s"):
+        api.deploy("x", "img", ["AMPERE_16"], workers_max=1, execution_timeout_s=1)
