@@ -473,6 +473,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _GET_health(self, _rest: list[str], _query: dict[str, list[str]]) -> None:
         self._reply(200, self.server.state.health())
 
+    def _GET_emulator_stats(self, _rest: list[str], _query: dict[str, list[str]]) -> None:
+        """Not a RunPod route: request counts per route and /run submissions, for tests and benchmarks."""
+        state = self.server.state
+        with state.lock:
+            self._reply(200, {"requests": dict(state.requests), "runs_submitted": state.runs_submitted})
+
     def _POST_purge_queue(self, _rest: list[str], _query: dict[str, list[str]]) -> None:
         self._reply(200, {"removed": self.server.state.purge(), "status": "completed"})
 
