@@ -378,6 +378,22 @@ def _pods_ssh_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pods_run(pods: _Commands) -> None:
+    run = pods.command(
+        "run", "one line: create a pod, wait, upload the work dir, run the command, follow", _pods_run
+    )
+    run.usage = "rph pods run --gpu GPU [options] -- COMMAND [ARG ...]"
+    run.set_defaults(command_argv=[])
+    run.add_argument("--gpu", action="append", default=[], help="GPU type; repeat to give fallbacks")
+    run.add_argument("--count", type=int, default=1)
+    run.add_argument("--workdir", default=".", help="uploaded to the pod (honouring .gitignore/.rphignore)")
+    run.add_argument("--output", action="append", default=[], help="path in the work dir to fetch at the end")
+    run.add_argument("--image")
+    run.add_argument("--spot", action="store_true")
+    run.add_argument("--on-finish", choices=("none", "stop", "terminate"), default="stop")
+    run.add_argument("--detach", action="store_true", help="start and return; follow with rph jobs logs")
+
+
 def _add_pod_commands(commands: _Commands) -> _Commands:
     gpus = commands.command("gpus", "GPU types with live stock and price per GPU-hour", _gpus)
     gpus.add_argument("--count", type=int, default=1, help="GPUs per pod (stock differs by count)")
@@ -432,6 +448,8 @@ def _add_pod_commands(commands: _Commands) -> _Commands:
     )
     create.add_argument("--dry-run", action="store_true", help="print the exact create calls; call nothing")
     create.add_argument("--wait", action="store_true", help="wait until the pod accepts SSH")
+
+    _add_pods_run(pods)
     return pods
 
 
@@ -856,7 +874,32 @@ def _run(args: argparse.Namespace) -> int:
 
     from .jobspec import load_job_file
 
-    job = load_job_file(Path(args.job_file))
+    return _run_job(args, load_job_file(Path(args.job_file)))
+
+
+def _pods_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .jobspec import JobSpec
+
+    if not args.command_argv:
+        raise ConfigError("Give the command after --, e.g. `rph pods run --gpu A40 -- python train.py`.")
+    job = JobSpec.for_command(
+        list(args.command_argv),
+        workdir=str(Path(args.workdir).resolve()),
+        outputs=tuple(args.output),
+        gpu_types=tuple(args.gpu),
+        image=args.image,
+        spot=args.spot,
+        on_finish=args.on_finish,
+        gpu_count=args.count,
+    )
+    args.backend = "pod"
+    return _run_job(args, job)
+
+
+def _run_job(args: argparse.Namespace, job: Any) -> int:
     hybrid = _hybrid(args)
 
     def show(text: str) -> None:
@@ -942,6 +985,10 @@ def _add_job_commands(commands: _Commands) -> None:
         if name == "run":
             parser.add_argument("--detach", action="store_true", help="start and return (command jobs)")
     jobs = commands.group("jobs", "jobs started by `rph run`, on any backend")
+    start = jobs.command("start", "start a job file and return (same as `rph run --detach`)", _run)
+    start.add_argument("job_file")
+    start.add_argument("--backend", choices=("auto", "serverless", "pod", "local"), default="auto")
+    start.set_defaults(detach=True)
     lister = jobs.command("list", "recent jobs", _jobs)
     lister.set_defaults(jobs_action="list")
     lister.add_argument("--limit", type=int, default=20)

@@ -159,13 +159,14 @@ class Jobs:
     ) -> tuple[Plan, JobHandle]:
         """Plan, refuse what is over budget before anything is created, then run it where the plan says."""
         chosen = planned or self.plan(job, backend)
-        if chosen.refused:
-            cost = chosen.estimated_cost_usd or 0.0
+        if chosen.refused and chosen.over_budget:
             raise BudgetExceededError(
                 f"Refused before creating anything: {chosen.refused}.",
-                cost_usd=cost,
+                cost_usd=chosen.estimated_cost_usd or 0.0,
                 cap_usd=job.budget_usd or 0.0,
             )
+        if chosen.refused:
+            raise ConfigError(f"Cannot run this job: {chosen.refused}.")
         job_id = job_id or new_job_id()
         spec: dict[str, Any] = {"kind": job.kind, "name": job.name, "plan": chosen.backend}
         record = JobRecord(job_id, chosen.backend, "STARTING", name=job.name, spec=spec)

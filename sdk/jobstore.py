@@ -6,6 +6,7 @@ short transaction per call. Rows hold the last known status; readers reconcile w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -86,7 +87,12 @@ class JobStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            # Switching to WAL needs a moment alone with the file; another process doing the same (or
+            # already writing) makes it fail at once rather than wait, and then WAL is on anyway.
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
         finally:
             db.close()

@@ -48,6 +48,8 @@ class PodJobSpec:
     on_finish: OnFinish = "none"
     log_max_bytes: int = 50 * 1024 * 1024
     heartbeat_s: float = 10.0
+    # Dead-man timer: stop the pod when the job has not heartbeat for this long (0: off).
+    idle_stop_s: int = 0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.job_id):
@@ -147,6 +149,7 @@ class PodJobs:
             "RPH_ON_FINISH": spec.on_finish,
             "RPH_LOG_MAX_BYTES": str(spec.log_max_bytes),
             "RPH_HEARTBEAT_S": f"{spec.heartbeat_s:g}",
+            "RPH_IDLE_STOP_S": str(int(spec.idle_stop_s)),
         }
         spec_env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.items())
         boot = (
@@ -214,18 +217,24 @@ class PodJobs:
         return self.runner.exec(f"tail -n {int(tail_lines)} {log} 2>/dev/null || true").stdout
 
     def follow(self, job_id: str, on_text: Callable[[str], None], *, poll_s: float = 2.0) -> PodJobStatus:
-        """Stream the log until the job ends; returns its final status."""
-        log = shlex.quote(f"{self.job_dir(job_id)}/log")
+        """Stream the log until the job ends; returns its final status. While we watch, the runner leaves
+        the on-finish stop to us (we copy and verify outputs first)."""
+        directory = shlex.quote(self.job_dir(job_id))
+        log = f"{directory}/log"
         offset = 0
-        while True:
-            status = self.status(job_id)
-            chunk = self.runner.exec(f"tail -c +{offset + 1} {log} 2>/dev/null || true").stdout
-            if chunk:
-                on_text(chunk)
-                offset += len(chunk.encode())
-            if status.finished:
-                return status
-            self._sleep(poll_s)
+        self.runner.exec(f"touch {directory}/client-watching")
+        try:
+            while True:
+                status = self.status(job_id)
+                chunk = self.runner.exec(f"tail -c +{offset + 1} {log} 2>/dev/null || true").stdout
+                if chunk:
+                    on_text(chunk)
+                    offset += len(chunk.encode())
+                if status.finished:
+                    return status
+                self._sleep(poll_s)
+        finally:
+            self.runner.exec(f"rm -f {directory}/client-watching")
 
     def cancel(self, job_id: str, *, grace_s: int = 10) -> PodJobStatus:
         """SIGTERM the job's process group, SIGKILL after ``grace_s``; records CANCELLED."""

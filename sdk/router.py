@@ -76,6 +76,7 @@ class Plan:
     price_source: str = ""
     refused: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    over_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,18 @@ def plan(
         details["pod_gpu"] = ctx.pod_offers[0].gpu_type_id
         source += "; pods: live RunPod prices"
     blockers = _serverless_blockers(job, ctx)
+    if backend in ("pod", "serverless") and not ctx.has_api_key:
+        return Plan(
+            backend,
+            (),
+            None,
+            0.0,
+            (),
+            source,
+            f"a {backend} needs a RunPod API key: set RUNPOD_API_KEY (or ~/.runpod/config.toml), or run "
+            "it here with --backend local",
+            details,
+        )
     if backend == "local" or not ctx.has_api_key:
         why = (
             "asked for the local backend"
@@ -240,5 +253,6 @@ def plan(
             f"estimated ${chosen.estimated_cost_usd:.4f} on {chosen.backend} is over the job's budget of "
             f"${job.budget_usd:.4f}",
             details,
+            over_budget=True,
         )
     return chosen

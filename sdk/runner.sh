@@ -5,6 +5,8 @@
 #   run.sh resume     at boot: restart a job that was RUNNING when the pod stopped (attempt + 1)
 #   run.sh cancel [S] SIGTERM the job's process group, SIGKILL after S seconds, record CANCELLED
 #   run.sh status     print the status file
+#   run.sh watchdog   (started with the job when RPH_IDLE_STOP_S > 0) stop the pod when the job's heartbeat
+#                     is older than RPH_IDLE_STOP_S while it should be RUNNING: a dead-man timer
 set -u
 JOB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$JOB_DIR/spec.env"
@@ -59,10 +61,28 @@ supervise() {
   write_status "$state" "$attempt" "$(field started_at)" "$(now)" "$code"
   rm -f "$JOB_DIR/pid"
   # Nobody watching and the policy says stop: stop our own pod (outputs are on the volume already).
-  if [ "$RPH_ON_FINISH" != none ] && [ ! -e "$JOB_DIR/client-watching" ] && command -v runpodctl >/dev/null 2>&1 \
-     && [ -n "${RUNPOD_POD_ID:-}" ]; then
+  if [ "$RPH_ON_FINISH" != none ] && [ ! -e "$JOB_DIR/client-watching" ]; then
+    stop_own_pod
+  fi
+}
+
+stop_own_pod() {
+  if command -v runpodctl >/dev/null 2>&1 && [ -n "${RUNPOD_POD_ID:-}" ]; then
     runpodctl stop pod "$RUNPOD_POD_ID" >> "$LOG" 2>&1
   fi
+}
+
+watchdog() {
+  while :; do
+    sleep "$RPH_HEARTBEAT_S"
+    case "$(field state)" in RUNNING) ;; *) exit 0;; esac
+    last=$(cat "$JOB_DIR/heartbeat" 2>/dev/null || echo 0)
+    if [ $(( $(now) - last )) -gt "$RPH_IDLE_STOP_S" ]; then
+      echo "rph watchdog: no heartbeat for over ${RPH_IDLE_STOP_S}s; stopping the pod" >> "$LOG"
+      stop_own_pod
+      exit 0
+    fi
+  done
 }
 
 launch() {
@@ -70,6 +90,9 @@ launch() {
   write_status RUNNING "$attempt" "$(now)" "" ""
   now > "$JOB_DIR/heartbeat"
   setsid nohup sh "$JOB_DIR/run.sh" _supervise "$attempt" > /dev/null 2>&1 < /dev/null &
+  if [ "${RPH_IDLE_STOP_S:-0}" -gt 0 ]; then
+    setsid nohup sh "$JOB_DIR/run.sh" watchdog > /dev/null 2>&1 < /dev/null &
+  fi
   # Wait until the job's pid is known, so `status` right after `start` is exact.
   i=0
   while [ ! -s "$JOB_DIR/pid" ] && [ "$(field state)" = RUNNING ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -110,5 +133,6 @@ case "${1:-status}" in
     cat "$STATUS"
     ;;
   _supervise) supervise "$2" ;;
+  watchdog) watchdog ;;
   status) cat "$STATUS" 2>/dev/null || echo "state=UNKNOWN" ;;
 esac

@@ -98,17 +98,39 @@ def test_plain_http_api_url_is_refused(
     assert "unencrypted" in capfd.readouterr().err
 
 
-def test_endpoint_deploy_list_delete(standin: StandinServer, monkeypatch: pytest.MonkeyPatch,
-                                     capfd: pytest.CaptureFixture[str]) -> None:
+def test_endpoint_deploy_list_delete(
+    standin: StandinServer, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("RPH_GRAPHQL_URL", standin.url)
     monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_KEY)
-    assert main(["--json", "endpoint", "deploy", "--name", "emb", "--image", "me/w:1", "--gpu", "AMPERE_16",
-                 "--workers-max", "2", "--env", "RPH_TASKS=my_tasks"]) == 0
+    assert (
+        main(
+            [
+                "--json",
+                "endpoint",
+                "deploy",
+                "--name",
+                "emb",
+                "--image",
+                "me/w:1",
+                "--gpu",
+                "AMPERE_16",
+                "--workers-max",
+                "2",
+                "--env",
+                "RPH_TASKS=my_tasks",
+            ]
+        )
+        == 0
+    )
     deployed = json.loads(capfd.readouterr().out)
     assert deployed["name"] == "emb" and deployed["gpu_pools"] == ["AMPERE_16"]
     assert main(["endpoint", "list"]) == 0
     assert "emb" in capfd.readouterr().out
     assert main(["endpoint", "delete", "emb"]) == 0
     assert standin.state.endpoints == {} and standin.state.templates == {}
-    assert main(["endpoint", "deploy", "--name", "x", "--image", "i", "--gpu", "RTX_4090", "--workers-max", "1"]) == 1
+    assert (
+        main(["endpoint", "deploy", "--name", "x", "--image", "i", "--gpu", "RTX_4090", "--workers-max", "1"])
+        == 1
+    )
     assert "GPU pools must be among" in capfd.readouterr().err

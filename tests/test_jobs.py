@@ -179,3 +179,41 @@ def test_run_a_command_job_on_a_pod_end_to_end(
         tmp_path / "rph-outputs" / handle.id / "out" / "result.txt"
     ).read_text() == "trained on attempt 1\n"
     assert [c["input"]["podId"] for c in standin.state.calls_of("StopPod")] == [handle.record.pod_id]
+
+
+def test_store_reconciles_after_the_cli_is_killed(env: dict[str, str], tmp_path: Path) -> None:
+    """`rph run` dies mid-job; the detached job finishes anyway and `rph jobs status` reads the truth."""
+    (tmp_path / "work").mkdir()
+    release = tmp_path / "release"
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[command]\nargv = ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.05; done; echo done"]\n'
+        'workdir = "work"\n'
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "runpod_hybrid.cli", "run", str(job)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listed: list[dict[str, str]] = []
+    deadline = time.monotonic() + 30
+    while not listed:
+        assert time.monotonic() < deadline
+        out = rph("--json", "jobs", "list", env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr  # the store is shared with the running `rph run`
+        listed = json.loads(out.stdout)
+    cli.kill()
+    cli.wait()
+    job_id = listed[0]["id"]
+    release.touch()
+    deadline = time.monotonic() + 30
+    while (
+        json.loads(rph("--json", "jobs", "status", job_id, env=env, cwd=tmp_path).stdout)["state"]
+        != "SUCCEEDED"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # the detached job is finishing
+    assert "done" in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout

@@ -188,3 +188,48 @@ def test_job_survives_a_dropped_ssh_connection(sshd: SshdPod, tmp_path: Path) ->
     final = eventually(lambda: (s := jobs.status("remote")).finished and s)  # a fresh connection reads it
     assert (final.state, final.attempt) == ("SUCCEEDED", 1)
     assert jobs.fetch("remote", ["out"], str(work), tmp_path / "dl")[0].read_text() == "final 5\n"
+
+
+FAKE_RUNPODCTL = """#!/bin/sh
+echo "$@" >> "$RUNPODCTL_LOG"
+"""
+
+
+@pytest.fixture
+def runpodctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in `runpodctl` on PATH recording its argv (the real one is preinstalled on pods only)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "runpodctl").write_text(FAKE_RUNPODCTL)
+    (bin_dir / "runpodctl").chmod(0o755)
+    log = tmp_path / "runpodctl.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("RUNPODCTL_LOG", str(log))
+    monkeypatch.setenv("RUNPOD_POD_ID", "pod-under-test")
+    return log
+
+
+def test_unwatched_finish_stops_its_own_pod_but_a_watched_one_leaves_it_to_the_client(
+    local: tuple[PodJobs, Path], runpodctl: Path
+) -> None:
+    jobs, work = local
+    jobs.start(PodJobSpec("unwatched", "true", str(work), on_finish="stop", heartbeat_s=0.1))
+    eventually(runpodctl.exists)
+    assert runpodctl.read_text() == "stop pod pod-under-test\n"
+    runpodctl.unlink()
+    jobs.start(PodJobSpec("watched", "sleep 0.5", str(work), on_finish="stop", heartbeat_s=0.1))
+    assert jobs.follow("watched", lambda _t: None, poll_s=0.05).state == "SUCCEEDED"
+    assert not runpodctl.exists()  # the client copies outputs first, then stops the pod itself
+
+
+def test_dead_man_timer_stops_the_pod_when_heartbeats_stop(
+    local: tuple[PodJobs, Path], runpodctl: Path
+) -> None:
+    jobs, work = local
+    jobs.start(PodJobSpec("stuck", "sleep 300", str(work), heartbeat_s=0.2, idle_stop_s=1))
+    job_dir = Path(jobs.job_dir("stuck"))
+    os.killpg(int((job_dir / "supervisor.pid").read_text()), signal.SIGKILL)  # heartbeats stop
+    eventually(runpodctl.exists, timeout_s=20)
+    assert runpodctl.read_text() == "stop pod pod-under-test\n"
+    assert "no heartbeat" in jobs.logs("stuck")
+    os.killpg(int((job_dir / "pid").read_text()), signal.SIGKILL)

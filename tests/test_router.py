@@ -89,6 +89,7 @@ def test_over_budget_is_refused_with_the_numbers() -> None:
     chosen = plan(task(budget_usd=0.0001), KEYED)
     assert chosen.refused is not None
     assert "over the job's budget of $0.0001" in chosen.refused
+    assert chosen.over_budget
 
 
 def test_serverless_forced_but_impossible_is_refused() -> None:
@@ -104,3 +105,11 @@ def test_examples_route_as_documented() -> None:
     assert plan(training, with_endpoint).backend == "pod"
     no_key = PlanContext(False, {}, PRICES)
     assert plan(hashing, no_key).backend == plan(training, no_key).backend == "local"
+
+
+def test_pod_or_serverless_without_a_key_is_refused_not_run_locally() -> None:
+    no_key = PlanContext(False, {}, PRICES)
+    for backend in ("pod", "serverless"):
+        chosen = plan(task(), no_key, backend)  # type: ignore[arg-type]
+        assert chosen.refused is not None and "needs a RunPod API key" in chosen.refused
+        assert not chosen.over_budget
