@@ -510,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         "--http", action="store_true", help="serve streamable HTTP on 127.0.0.1 instead of stdio"
     )
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help="HTTP without the bearer token (only for protocol test suites; still 127.0.0.1 only)",
+    )
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
     from runpod_hybrid.logs import configure_logging
@@ -521,11 +526,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import uvicorn
 
-    token = os.environ.get("RPH_MCP_TOKEN") or secrets.token_urlsafe(24)
-    if "RPH_MCP_TOKEN" not in os.environ:
-        sys.stderr.write(f"rph-mcp: bearer token for this run: {token}\n")
+    if args.insecure_no_token:
+        sys.stderr.write("rph-mcp: WARNING: no bearer token: any local process can call the tools\n")
+        app: Any = server.streamable_http_app()
+    else:
+        token = os.environ.get("RPH_MCP_TOKEN") or secrets.token_urlsafe(24)
+        if "RPH_MCP_TOKEN" not in os.environ:
+            sys.stderr.write(f"rph-mcp: bearer token for this run: {token}\n")
+        app = _http_app(server, token)
     sys.stderr.write(f"rph-mcp: serving http://127.0.0.1:{args.port}/mcp\n")
-    uvicorn.run(_http_app(server, token), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 

@@ -65,3 +65,6 @@ fi
 
 step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
 .venv/bin/python scripts/inspector_check.py
+
+step "MCP conformance suite (streamable HTTP)"
+bash scripts/conformance_check.sh
