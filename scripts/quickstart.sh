@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install -q -e '.[examples]' 2>&1 | grep -v '^WARNING: Location' || true
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e '.[examples]' >"$log" 2>&1; then
+  grep -v '^WARNING: Location' "$log" >&2
+  exit 1
+fi
 .venv/bin/rph plan examples/train/job.toml
 .venv/bin/rph run examples/train/job.toml

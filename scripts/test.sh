@@ -25,9 +25,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 step "installing runpod-hybrid with its dev extra"
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+pip_quiet() {
+  # pip's own failure fails the script; the noise of unreachable extra indexes is dropped.
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+    grep -v '^WARNING: Location' "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+pip_quiet --upgrade pip
 # A strict editable install (a link tree) so mypy can follow the package-dir mapping.
-.venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict 2>&1 | grep -v '^WARNING: Location' || true
+pip_quiet -e '.[dev]' --config-settings editable_mode=strict
 .venv/bin/python -c 'import runpod_hybrid, runpod_hybrid_mcp, runpod_hybrid_worker'
 
 step "ruff"
@@ -43,7 +53,8 @@ wheel_venv=$(mktemp -d)
 trap 'rm -rf "$wheel_dir" "$wheel_venv"' EXIT
 .venv/bin/python -m build --wheel --outdir "$wheel_dir" . >"$wheel_dir/build.log" 2>&1 || { cat "$wheel_dir/build.log"; exit 1; }
 "$PY" -m venv "$wheel_venv"
-"$wheel_venv/bin/python" -m pip install -q --no-deps "$wheel_dir"/*.whl 2>&1 | grep -v '^WARNING: Location' || true
+"$wheel_venv/bin/python" -m pip install -q --no-deps "$wheel_dir"/*.whl >"$wheel_dir/pip.log" 2>&1 \
+  || { cat "$wheel_dir/pip.log"; exit 1; }
 (cd "$wheel_dir" && "$wheel_venv/bin/python" -c '
 import sys, runpod_hybrid, runpod_hybrid_mcp, runpod_hybrid_worker
 from importlib.resources import files
