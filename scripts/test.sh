@@ -63,6 +63,12 @@ assert files("runpod_hybrid.data").joinpath("serverless-flex-prices.json").is_fi
 assert "runpod" not in sys.modules and "mcp" not in sys.modules
 print("wheel ok:", runpod_hybrid.__file__)')
 
+step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
+.venv/bin/python scripts/inspector_check.py
+
+step "MCP conformance suite (streamable HTTP)"
+bash scripts/conformance_check.sh
+
 step "pytest"
 set +e
 .venv/bin/python -m pytest "$@"
@@ -72,10 +78,4 @@ if [ $status -eq 5 ]; then
   echo "pytest collected no tests: the test set-up is broken" >&2
   exit 1
 fi
-[ $status -eq 0 ] || exit $status
-
-step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
-.venv/bin/python scripts/inspector_check.py
-
-step "MCP conformance suite (streamable HTTP)"
-bash scripts/conformance_check.sh
+exit $status
