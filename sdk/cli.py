@@ -1030,7 +1030,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _report_error(args: argparse.Namespace, exc: Exception) -> int:
     from .redact import redact_text
 
-    message = redact_text(str(exc))
+    message = redact_text("\n".join([str(exc), *getattr(exc, "__notes__", [])]))
     if getattr(args, "json", False):
         emit(args, {"error": {"type": type(exc).__name__, "message": message}}, "")
     sys.stderr.write(f"error: {message}\n")

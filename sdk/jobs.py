@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BudgetExceededError, ConfigError, JobError, NotFoundError
+from .errors import BudgetExceededError, ConfigError, JobError, NotFoundError, RunPodHybridError
 from .jobspec import JobSpec
 from .jobstore import JobRecord
 from .localrunner import LocalRunner
@@ -282,11 +282,22 @@ class Jobs:
         pod_id = result.pod.id
         self.store.update(handle.id, pod_id=pod_id)
         handle.record.pod_id = pod_id
-        pods.wait_until_ready(pod_id)
-        runner = self.client.remote(pod_id)
         workdir = f"{self.pod_root}/rph/{handle.id}/work"
-        runner.upload(Path(job.workdir or "."), workdir)
-        status = PodJobs(runner, self.pod_root).start(self._command_spec(job, handle, self.pod_root, workdir))
+        try:
+            pods.wait_until_ready(pod_id)
+            runner = self.client.remote(pod_id)
+            runner.upload(Path(job.workdir or "."), workdir)
+            status = PodJobs(runner, self.pod_root).start(
+                self._command_spec(job, handle, self.pod_root, workdir)
+            )
+        except RunPodHybridError as exc:
+            # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.
+            pods.stop(pod_id)
+            exc.add_note(
+                f"The job did not start, so pod {pod_id} was stopped; `rph pods terminate {pod_id} --yes` "
+                "removes it."
+            )
+            raise
         self.store.update(handle.id, status=status.state)
         handle.record.status = status.state
         if detach:

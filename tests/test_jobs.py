@@ -15,7 +15,7 @@ import pytest
 
 from runpod_hybrid.client import Hybrid
 from runpod_hybrid.config import load_config
-from runpod_hybrid.errors import BudgetExceededError
+from runpod_hybrid.errors import BudgetExceededError, PodNotReadyError
 from runpod_hybrid.jobs import Jobs
 from runpod_hybrid.jobspec import JobSpec
 from runpod_hybrid.router import PlanContext, PodOffer, load_prices
@@ -217,3 +217,29 @@ def test_store_reconciles_after_the_cli_is_killed(env: dict[str, str], tmp_path:
         assert time.monotonic() < deadline
         time.sleep(0.1)  # the detached job is finishing
     assert "done" in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout
+
+
+def test_a_pod_whose_job_cannot_start_is_stopped(
+    standin: StandinServer, isolated_home: Path, tmp_path: Path
+) -> None:
+    """Readiness fails (the container crash loops): the new pod is stopped at once, not left billing."""
+    standin.state.new_pod_runtime = {"uptimeInSeconds": 0, "ports": None, "gpus": [], "container": None}
+    config = load_config(SENTINEL_KEY, env={}, home=isolated_home)
+    hybrid = Hybrid(config=config, graphql_url=standin.url)
+    clock = [0.0]
+    pods = hybrid.pods
+    pods._clock = lambda: clock[0]  # our seam: time passes without waiting
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pods._sleep = sleep
+    jobs = Jobs(hybrid)
+    (tmp_path / "w").mkdir()
+    job = JobSpec.for_command(["true"], workdir=str(tmp_path / "w"), gpu_types=("NVIDIA RTX A4000",))
+    with pytest.raises(PodNotReadyError) as info:
+        jobs.submit(job)
+    [pod_id] = list(standin.state.pods)
+    assert "crash" in str(info.value) and f"pod {pod_id} was stopped" in " ".join(info.value.__notes__)
+    assert [c["input"]["podId"] for c in standin.state.calls_of("StopPod")] == [pod_id]
+    assert hybrid.job_store.recent()[0].status == "FAILED"
