@@ -177,5 +177,18 @@ class Hybrid(RunPod):
 
         name = task_name(task)
         source = module or (getattr(task, "__module__", None) if not isinstance(task, str) else None)
-        result: list[Any] = self.run(JobSpec.for_task(name, list(inputs), module=source), backend=backend)
+        extra: dict[str, Any] = {}
+        if source == "__main__":
+            # Workers import the task's module by name: a script's tasks come from its file (guard the
+            # script's own work with `if __name__ == "__main__":`, as with multiprocessing).
+            import sys
+
+            script = getattr(sys.modules["__main__"], "__file__", None)
+            if script is None:
+                raise ValueError(
+                    "define @task functions in a module (not an interactive session) to map them"
+                )
+            source, extra = Path(script).stem, {"task_path": str(Path(script).resolve().parent)}
+        job = JobSpec.for_task(name, list(inputs), module=source, extra=extra)
+        result: list[Any] = self.run(job, backend=backend)
         return result

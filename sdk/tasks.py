@@ -43,7 +43,9 @@ def task(function: F | None = None, *, name: str | None = None) -> F | Callable[
     def register(fn: F) -> F:
         key = name or fn.__name__
         existing = _REGISTRY.get(key)
-        if existing is not None and existing.module != fn.__module__:
+        # The same file imported twice (as __main__ and by its name) is the same task, not a clash.
+        same_file = existing is not None and existing.function.__code__.co_filename == fn.__code__.co_filename
+        if existing is not None and existing.module != fn.__module__ and not same_file:
             raise ValueError(f"task {key!r} is registered twice: in {existing.module} and {fn.__module__}")
         streams = inspect.isgeneratorfunction(fn)
         _REGISTRY[key] = TaskInfo(key, fn, streams, fn.__module__)

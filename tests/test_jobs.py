@@ -243,3 +243,34 @@ def test_a_pod_whose_job_cannot_start_is_stopped(
     assert "crash" in str(info.value) and f"pod {pod_id} was stopped" in " ".join(info.value.__notes__)
     assert [c["input"]["podId"] for c in standin.state.calls_of("StopPod")] == [pod_id]
     assert hybrid.job_store.recent()[0].status == "FAILED"
+
+
+MAP_SCRIPT = """
+from runpod_hybrid import task
+from runpod_hybrid.client import Hybrid
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+if __name__ == "__main__":
+    print(Hybrid().map(double, [1, 2, 3]))
+"""
+
+
+def test_hybrid_map_from_a_script_runs_its_task_in_real_workers(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "go.py"
+    script.write_text(MAP_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[2, 4, 6]"
