@@ -142,6 +142,7 @@ def _config_init(args: argparse.Namespace) -> int:
     from .config import Paths, settings_template
     from .errors import ConfigError
 
+    # Not load_config(): `init --force` must work when the existing file is the broken thing to replace.
     path = Paths.from_env(os.environ, Path.home()).settings_file
     if path.exists() and not args.force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it (your edits would be lost).")
@@ -248,13 +249,12 @@ def _pods_create(args: argparse.Namespace) -> int:
         import secrets
         from datetime import UTC, datetime
 
-        from .config import load_config
         from .podapi import create_variables
         from .pods import preview_create
         from .redact import redact_value
         from .sshkeys import key_path, public_key
 
-        config = load_config(profile=args.profile)
+        config = _load_config(args)
         path = key_path(config.settings.ssh_key_path)
         preview = preview_create(
             spec,

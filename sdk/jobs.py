@@ -27,7 +27,6 @@ from .router import Plan, PlanContext, PodOffer, load_prices, plan
 if TYPE_CHECKING:
     from .client import RunPod
 
-TASK_STATES = {"COMPLETED": "SUCCEEDED"}
 POD_ROOT = "/workspace"
 
 

@@ -391,13 +391,10 @@ class SshRunner:
         started = time.monotonic()
         if local_path.is_dir():
             included, excluded = walk_included(local_path, tuple(exclude))
+            total = sum((local_path / rel).lstat().st_size for rel in included)
         else:
             included, excluded = [local_path.name], []
-        total = (
-            sum((local_path / rel).lstat().st_size for rel in included if local_path.is_dir())
-            if local_path.is_dir()
-            else local_path.stat().st_size
-        )
+            total = local_path.stat().st_size
         if self._has_rsync():
             sent = self._rsync_upload(local_path, remote_path, excluded, delete, total, on_progress)
             method = "rsync"

@@ -43,9 +43,6 @@ def _stop_thread(thread: threading.Thread) -> None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(JobStopped))
 
 
-_DONE = object()
-
-
 async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
     """Yield each chunk of a streaming task, or the one value of a plain task; yield ``{"error": str}`` on
     failure (RunPod marks the job FAILED with that string)."""
@@ -73,7 +70,7 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         except BaseException as exc:  # every task failure goes back as the job's error
             put("error", describe_error(exc))
         finally:
-            put("done", _DONE)
+            put("done", None)
 
     thread = threading.Thread(target=run, name=f"task-{job.get('id')}", daemon=True)
     thread.start()
