@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from runpod_hybrid.jobs import Jobs
 from runpod_hybrid.jobspec import JobSpec
 from runpod_hybrid.router import PlanContext, PodOffer, load_prices
 
-from conftest import SENTINEL_KEY
+from conftest import SENTINEL_KEY, eventually
 from runpod_standin import StandinServer
 from sshd_pod import SshdPod
 
@@ -96,10 +95,7 @@ def test_cancel_a_detached_local_command_job(env: dict[str, str], tmp_path: Path
     out = rph("--json", "run", "--detach", str(job), env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     job_id = json.loads(out.stdout)["job_id"]
-    deadline = time.monotonic() + 30
-    while "started" not in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)  # waiting for a real detached process to print
+    eventually(lambda: "started" in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout)
     cancelled = json.loads(rph("--json", "jobs", "cancel", job_id, env=env, cwd=tmp_path).stdout)
     assert cancelled["state"] == "CANCELLED"
     assert (
@@ -198,24 +194,23 @@ def test_store_reconciles_after_the_cli_is_killed(env: dict[str, str], tmp_path:
         stderr=subprocess.PIPE,
         text=True,
     )
-    listed: list[dict[str, str]] = []
-    deadline = time.monotonic() + 30
-    while not listed:
-        assert time.monotonic() < deadline
+
+    def listed_jobs() -> list[dict[str, str]]:
         out = rph("--json", "jobs", "list", env=env, cwd=tmp_path)
         assert out.returncode == 0, out.stderr  # the store is shared with the running `rph run`
-        listed = json.loads(out.stdout)
+        return list(json.loads(out.stdout))
+
+    listed = eventually(listed_jobs)
     cli.kill()
     cli.wait()
     job_id = listed[0]["id"]
     release.touch()
-    deadline = time.monotonic() + 30
-    while (
-        json.loads(rph("--json", "jobs", "status", job_id, env=env, cwd=tmp_path).stdout)["state"]
-        != "SUCCEEDED"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)  # the detached job is finishing
+    eventually(
+        lambda: (
+            json.loads(rph("--json", "jobs", "status", job_id, env=env, cwd=tmp_path).stdout)["state"]
+            == "SUCCEEDED"
+        )
+    )
     assert "done" in rph("jobs", "logs", job_id, env=env, cwd=tmp_path).stdout
 
 

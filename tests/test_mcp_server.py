@@ -22,7 +22,7 @@ from runpod_hybrid.client import Hybrid
 from runpod_hybrid.config import load_config
 from runpod_hybrid_mcp.server import build_server
 
-from conftest import SENTINEL_KEY
+from conftest import SENTINEL_KEY, eventually
 from runpod_standin import StandinServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,13 +103,14 @@ def test_plan_and_submit_a_job_on_the_local_backend(tmp_path: Path, monkeypatch:
     assert plan["plan"]["backend"] == "local" and "local backend only" in plan["running_on"]
     submitted = result_json(call(server, "submit_job", {"job_file": str(EXAMPLES / "train" / "job.toml")}))
     job_id = submitted["job_id"]
-    deadline = time.monotonic() + 60
-    while (state := result_json(call(server, "job_status", {"job_id": job_id}))["state"]) not in (
-        "SUCCEEDED",
-        "FAILED",
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)  # a real detached job is running
+    state = eventually(
+        lambda: (
+            (s := result_json(call(server, "job_status", {"job_id": job_id}))["state"])
+            in ("SUCCEEDED", "FAILED")
+            and s
+        ),
+        timeout_s=60,
+    )
     assert state == "SUCCEEDED"
     assert "step 300" in result_json(call(server, "job_logs", {"job_id": job_id}))["log"]["text"]
     outputs = result_json(call(server, "fetch_job_outputs", {"job_id": job_id, "dest": str(tmp_path / "o")}))
