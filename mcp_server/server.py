@@ -520,10 +520,15 @@ def main(argv: list[str] | None = None) -> int:
     from runpod_hybrid.logs import configure_logging
 
     configure_logging(args.log_level, stream=sys.stderr)  # stdout is the protocol channel
-    server = build_server(read_only=args.read_only)
     if not args.http:
-        server.run("stdio")
+        from .fast_start import serve_stdio
+
+        serve_stdio(
+            lambda: build_server(read_only=args.read_only).run("stdio"),
+            options=f"read_only={args.read_only}",
+        )
         return 0
+    server = build_server(read_only=args.read_only)
     import uvicorn
 
     if args.insecure_no_token:

@@ -32,7 +32,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "RPH_CONFIG", "RUNPOD_PROFILE", "RPH_LOG_LEVEL"):
+    for name in (
+        "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
+        "XDG_CACHE_HOME",
+        "RPH_CONFIG",
+        "RUNPOD_PROFILE",
+        "RPH_LOG_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     if not os.environ.get("RPH_RECORD_LIVE"):
         monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
