@@ -233,7 +233,7 @@ def test_http_transport_requires_the_bearer_token(isolated_home: Path) -> None:
 
 
 def test_server_is_a_thin_adapter() -> None:
-    """mcp_server imports no SDK internals (_-names) and no requests/subprocess."""
+    """mcp_server imports no SDK internals (_-names) and no HTTP library or subprocess."""
     for path in (ROOT / "mcp_server").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -244,7 +244,7 @@ def test_server_is_a_thin_adapter() -> None:
             else:
                 continue
             for name in names:
-                assert not name.startswith(("requests", "subprocess")), (path, name)
+                assert not name.startswith(("requests", "urllib3", "subprocess")), (path, name)
                 parts = name.split(".")
                 if parts[0] == "runpod_hybrid":
                     assert not any(p.startswith("_") and p != "__version__" for p in parts), (path, name)

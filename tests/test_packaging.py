@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("runpod", "mcp", "requests", "structlog", "tenacity", "graphql")
+HEAVY = ("runpod", "mcp", "requests", "urllib3", "structlog", "tenacity", "graphql")
 
 
 def modules_after(statement: str) -> set[str]:
