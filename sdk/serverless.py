@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import JobError, JobExpiredError, NotFoundError
 from .jobstore import BatchRecord, JobRecord, JobStore
+from .polling import PollSchedule
 from .tasks import _REGISTRY, task_name
 
 if TYPE_CHECKING:
@@ -411,8 +412,7 @@ class _BatchRun:
         self.return_exceptions = return_exceptions
         self.attempts = [0] * len(items)
         self.counts = {"total": len(items), "done": 0, "failed": 0, "retried": 0, "running": 0}
-        self._estimate_s = 0.25
-        self._lock = threading.Lock()
+        self._schedule = PollSchedule()
         if callable(progress):
             self._progress: Callable[[dict[str, int]], None] | None = progress
         elif progress and sys.stderr.isatty():
@@ -457,19 +457,16 @@ class _BatchRun:
         return job_id
 
     def _poll(self, job_id: str, submitted_s: float) -> dict[str, Any]:
-        """Wait for one job: first poll when similar jobs have tended to finish (RunPod's own delayTime +
-        executionTime, so the estimate does not feed on our polling), then back off from half that."""
+        """Wait for one job, polling when the schedule says similar jobs have finished."""
         endpoint = self.endpoint
-        delay = self._estimate_s
-        missed = 0
+        poll = 0
         while True:
-            endpoint._sleep(delay)
+            endpoint._sleep(max(0.0, submitted_s + self._schedule.offset_s(poll) - endpoint._clock()))
             body = endpoint.status(job_id)
             if body.get("status") in TERMINAL:
                 took_ms = body.get("delayTime", 0) + body.get("executionTime", 0)
                 if body.get("status") == "COMPLETED" and took_ms:
-                    with self._lock:
-                        self._estimate_s = min(5.0, max(0.02, 0.8 * self._estimate_s + 0.2 * took_ms / 1000))
+                    self._schedule.observe(took_ms / 1000)
                 return body
             if self.timeout_s is not None and endpoint._clock() - submitted_s > self.timeout_s:
                 endpoint.cancel(job_id)
@@ -478,8 +475,7 @@ class _BatchRun:
                     "status": "TIMED_OUT",
                     "error": f"no result within the map's timeout of {self.timeout_s:g} s; cancelled",
                 }
-            missed += 1
-            delay = min(5.0, max(0.05, self._estimate_s / 2) * 2 ** (missed - 1))
+            poll += 1
 
     def _known_jobs(self) -> dict[int, JobRecord]:
         """On resume: the latest job of each input already submitted."""
