@@ -15,9 +15,9 @@ the curl examples of RunPod's docs work against ``http://127.0.0.1:<port>`` unch
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .lifetime import die_with_parent
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -539,14 +540,6 @@ class EmulatorServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
 
 
-def _die_with_parent() -> None:
-    """In a worker, before exec: ask Linux to kill it when the emulator dies, so a crashed or killed
-    emulator leaves no orphan workers polling a dead port."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, 9)
-
-
 class LocalEndpoint:
     """An emulated endpoint on loopback plus N real worker processes. Use as a context manager."""
 
@@ -621,7 +614,10 @@ class LocalEndpoint:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            # A killed or crashed emulator leaves no orphan worker polling a dead port; and each worker is a
+            # process group, so stopping it also stops the heartbeat process RunPod's runtime forks.
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            start_new_session=True,
         )
         with self.state.lock:
             self.state.workers[worker_id] = WorkerState(worker_id, process=process)
@@ -637,7 +633,8 @@ class LocalEndpoint:
         # Workers hold no state worth a graceful exit, and RunPod's runtime lingers on its long-polls
         # after SIGTERM: kill them.
         for process in processes:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         for process in processes:
             process.wait()
         self.server.shutdown()

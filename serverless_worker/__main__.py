@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 
 def main() -> None:
@@ -23,7 +24,17 @@ def main() -> None:
 
     import runpod
 
+    from runpod_hybrid.lifetime import die_with_parent
+
     from .handler import handler
+
+    # RunPod's runtime forks, from the main thread, a heartbeat process that pings forever: it must not
+    # outlive this worker. (Not for forks from task threads: the signal would come when that thread ends.)
+    forked_from_main = [False]
+    os.register_at_fork(
+        before=lambda: forked_from_main.__setitem__(0, threading.current_thread() is threading.main_thread()),
+        after_in_child=lambda: die_with_parent() if forked_from_main[0] else None,
+    )
 
     # RunPod's runtime fetches a new job only when it has a free slot, and otherwise re-checks once a
     # second: with one slot a worker does at most about one short job per second. RPH_WORKER_CONCURRENCY

@@ -3,6 +3,7 @@ local endpoint emulator."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -308,3 +309,35 @@ def test_worker_handler_imports_without_runpod() -> None:
         env={**os.environ, "PYTHONPATH": TESTS},
     )
     assert out.stdout.strip() == "False"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stopping_or_killing_workers_leaves_no_heartbeat_process() -> None:
+    """RunPod's runtime forks a heartbeat process per worker that pings forever: it must go with its worker."""
+    local = LocalEndpoint(["sample_tasks"], workers=2, worker_env=WORKER_ENV).start()
+    try:
+        workers = [w.process for w in local.state.workers.values() if w.process is not None]
+        # The worker's one child once RunPod's runtime is up: its heartbeat process.
+        eventually(lambda: all(local.state.workers[w].last_seen_s for w in local.state.workers))
+        heartbeats = [eventually(lambda p=p: _children(p.pid))[0] for p in workers]
+        os.kill(workers[0].pid, signal.SIGKILL)  # a crashed worker
+        assert eventually(lambda: not _alive(heartbeats[0]), timeout_s=10)
+    finally:
+        local.stop()
+    assert eventually(lambda: not _alive(heartbeats[1]), timeout_s=10)  # a stopped one
