@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .ignore import walk_included
-from .remote import ExecResult, OutputCallback, ProgressCallback, TransferResult, _Capture
+from .remote import ExecResult, ProgressCallback, TransferResult, _Capture
+from .remote_session import OutputCallback
 
 
 class LocalRunner:

@@ -7,8 +7,8 @@
   prefixed to source ``/etc/rp_environment`` and re-export ``/proc/1/environ``, then the caller's env.
 - argv is quoted with ``shlex``; a timeout is enforced on the pod (coreutils ``timeout`` kills the process
   group) and locally (the ssh client is killed).
-- Uploads use rsync when both ends have it, else a tar stream over the same connection (incremental
-  through a manifest kept on the pod). Downloads always stream tar and extract with tarfile's ``data``
+- Uploads into an empty dir stream tar; later ones use rsync when both ends have it, else tar again
+  (incremental through a manifest kept on the pod). Downloads always stream tar and extract with tarfile's ``data``
   filter into a staging dir, so nothing the pod sends (``..``, absolute paths, outward links, devices) can
   land outside the target.
 """
@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,10 @@ from typing import IO, Protocol
 from .errors import HostKeyChangedError, RemoteCommandError, SshConnectionError, UnsafeArchiveError
 from .ignore import walk_included
 from .logs import get_logger
+from .remote_session import BoundedOutput, OutputCallback, ShellSession
 
 log = get_logger(__name__)
 
-OutputCallback = Callable[[str, bytes], None]
 ProgressCallback = Callable[[int, int | None], None]
 
 MAX_CAPTURE_BYTES = 1 << 20
@@ -149,12 +150,15 @@ def container_env_prefix(env: ContainerEnv) -> str:
 
 
 def build_script(
-    command: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | None, container_env: ContainerEnv
+    command: str | Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    container_env: ContainerEnv | None,
 ) -> str:
-    """The sh script run on the pod: container env, then the caller's env and cwd, then the command.
-    An argv is quoted word by word, so its arguments can never inject shell."""
+    """The sh script run on the pod: container env (unless the shell already has it), then the caller's env
+    and cwd, then the command. An argv is quoted word by word, so its arguments can never inject shell."""
     body = command if isinstance(command, str) else "exec " + shlex.join(command)
-    lines = [container_env_prefix(container_env).rstrip("\n")]
+    lines = [container_env_prefix(container_env).rstrip("\n")] if container_env else []
     for key, value in (env or {}).items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ValueError(f"invalid environment variable name {key!r}")
@@ -175,28 +179,21 @@ def _private_dir(name: str) -> Path:
     return path
 
 
-class _Capture:
-    """Reads a pipe in a thread: streams every chunk to the callback, keeps a bounded tail."""
+class _Capture(BoundedOutput):
+    """Reads a pipe to its end in a thread."""
 
     def __init__(self, pipe: IO[bytes], name: str, on_output: OutputCallback | None, limit: int) -> None:
-        self.data = bytearray()
-        self.truncated = False
-        self._limit = limit
-        self._thread = threading.Thread(target=self._read, args=(pipe, name, on_output), daemon=True)
+        super().__init__(name, on_output, limit)
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self._thread.start()
 
-    def _read(self, pipe: IO[bytes], name: str, on_output: OutputCallback | None) -> None:
+    def _read(self, pipe: IO[bytes]) -> None:
         while chunk := pipe.read1(_CHUNK) if hasattr(pipe, "read1") else pipe.read(_CHUNK):
-            if on_output:
-                on_output(name, chunk)
-            self.data += chunk
-            if len(self.data) > self._limit:
-                del self.data[: len(self.data) - self._limit]
-                self.truncated = True
+            self.add(chunk)
 
     def text(self) -> str:
         self._thread.join()
-        return self.data.decode("utf-8", errors="replace")
+        return super().text()
 
 
 @dataclass
@@ -220,6 +217,10 @@ class SshRunner:
     container_env: ContainerEnv = field(default_factory=ContainerEnv)
     max_capture_bytes: int = MAX_CAPTURE_BYTES
     local_rsync: bool = field(default_factory=lambda: shutil.which("rsync") is not None)
+    _shell: ShellSession | None = field(default=None, init=False, repr=False, compare=False)
+    _session_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def ssh_options(self) -> list[str]:
         control_dir = _private_dir("rph-ssh")
@@ -278,6 +279,7 @@ class SshRunner:
         )
 
     def _close_master(self) -> None:
+        self.close()
         subprocess.run(
             ["ssh", *self.ssh_options(), "-O", "exit", self.target.host],
             capture_output=True,
@@ -295,17 +297,15 @@ class SshRunner:
         on_output: OutputCallback | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        """Run ``command`` (an argv, or shell text) on the pod and return its exit code and output."""
-        script = build_script(command, env, cwd, self.container_env)
-        quoted = shlex.quote(script)
-        if timeout_s is not None:
-            seconds = max(1, int(timeout_s + 0.999))
-            remote = (
-                f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds} sh -c {quoted}; "
-                f"else exec sh -c {quoted}; fi"
-            )
-        else:
-            remote = f"exec sh -c {quoted}"
+        """Run ``command`` (an argv, or shell text) on the pod and return its exit code and output.
+
+        Runs in the runner's shell session on the pod when it is free (see ``remote_session``), else, and
+        whenever ``stdin`` is given, in an SSH session of its own."""
+        if stdin is None:
+            result = self._exec_in_session(build_script(command, env, cwd, None), timeout_s, on_output)
+            if result is not None:
+                return result
+        remote = _with_timeout(build_script(command, env, cwd, self.container_env), timeout_s)
         for attempt in (1, 2):
             result, stderr_only_ssh = self._run_ssh(remote, timeout_s, on_output, stdin)
             if result.exit_code != 255 or (
@@ -321,6 +321,47 @@ class SshRunner:
                 continue
             raise error
         raise AssertionError("unreachable")
+
+    def _session(self) -> ShellSession | None:
+        """The shell session, started on first use and again after it died; None when it cannot start (the
+        caller's own SSH session then reports why, or reconnects)."""
+        with self._session_lock:
+            if self._shell is None or not self._shell.alive:
+                shell = ShellSession(
+                    self._ssh_argv("exec sh -s"),
+                    container_env_prefix(self.container_env),
+                    ready_timeout_s=self.connect_timeout_s + 5,
+                )
+                if not shell.ready:
+                    return None
+                self._shell = shell
+                weakref.finalize(self, shell.close)
+            return self._shell
+
+    def close(self) -> None:
+        """End the shell session (the master connection stays, for ControlPersist)."""
+        with self._session_lock:
+            if self._shell is not None:
+                self._shell.close()
+                self._shell = None
+
+    def _exec_in_session(
+        self, script: str, timeout_s: float | None, on_output: OutputCallback | None
+    ) -> ExecResult | None:
+        session = self._session()
+        if session is None:
+            return None
+        run = session.run(
+            _with_timeout(script, timeout_s),
+            timeout_s=None if timeout_s is None else timeout_s + _LOCAL_GRACE_S,
+            on_output=on_output,
+            limit=self.max_capture_bytes,
+        )
+        if run is None:
+            return None
+        return _exec_result(
+            run.exit_code, run.stdout, run.stderr, run.duration_s, killed=run.killed, timeout_s=timeout_s
+        )
 
     def _run_ssh(
         self, remote: str, timeout_s: float | None, on_output: OutputCallback | None, stdin: bytes | None
@@ -350,18 +391,9 @@ class SshRunner:
             process.wait()
             killed = True
         duration = time.monotonic() - started
-        stdout, stderr = out.text(), err.text()
-        timed_out = killed or (
-            timeout_s is not None and process.returncode in (124, 137) and duration >= timeout_s
-        )
-        result = ExecResult(
-            process.returncode if not killed else 124,
-            stdout,
-            stderr,
-            round(duration, 3),
-            timed_out,
-            out.truncated,
-            err.truncated,
+        out.text(), err.text()  # both pipes read to their end
+        result = _exec_result(
+            process.returncode if not killed else 124, out, err, duration, killed=killed, timeout_s=timeout_s
         )
         return result, not out.data
 
@@ -395,13 +427,25 @@ class SshRunner:
         else:
             included, excluded = [local_path.name], []
             total = local_path.stat().st_size
-        if self._has_rsync():
+        # Into an empty dir one tar stream is fastest (rsync's per-file exchange buys nothing there); later
+        # uploads see the files with their sizes and mtimes kept, so rsync then moves only what changed.
+        rsync = self._has_rsync()
+        if rsync and not (local_path.is_dir() and self._is_empty_dir(remote_path)):
             sent = self._rsync_upload(local_path, remote_path, excluded, delete, total, on_progress)
             method = "rsync"
         else:
-            sent = self._tar_upload(local_path, remote_path, included, delete, on_progress)
+            # The manifest serves later tar uploads only: with rsync, later uploads need none.
+            sent = self._tar_upload(
+                local_path, remote_path, included, delete, on_progress, manifest=not rsync
+            )
             method = "tar"
         return TransferResult(method, len(included), sent, round(time.monotonic() - started, 3))
+
+    def _is_empty_dir(self, remote_path: str) -> bool:
+        """True when ``remote_path`` does not exist or is an empty dir."""
+        quoted = shlex.quote(remote_path)
+        probe = self.exec(f'[ ! -e {quoted} ] || {{ [ -d {quoted} ] && [ -z "$(ls -A {quoted})" ]; }}')
+        return probe.exit_code == 0
 
     def _rsync_ssh_command(self) -> str:
         return shlex.join(["ssh", *self.ssh_options()])
@@ -475,62 +519,72 @@ class SshRunner:
         included: list[str],
         delete: bool,
         on_progress: ProgressCallback | None,
+        *,
+        manifest: bool,
     ) -> int:
         root = local if local.is_dir() else local.parent
-        manifest = _manifest(root, included)
+        dest = remote if local.is_dir() else str(Path(remote).parent)
+        if not manifest:
+            return self._send_tar(root, included, dest, on_progress)
+        entries = _manifest(root, included)
         manifest_path = self._manifest_path(remote)
         old = self.exec(f'cat "{manifest_path}" 2>/dev/null || true').stdout
         previous = dict(line.split("\t", 1) for line in old.splitlines() if "\t" in line)
-        changed = [rel for rel, entry in manifest.items() if previous.get(rel) != entry]
-        gone = [rel for rel in previous if rel not in manifest] if delete else []
-        dest = remote if local.is_dir() else str(Path(remote).parent)
-        sent = 0
-        if changed:
-            with tempfile.NamedTemporaryFile("wb", suffix=".rph-list") as listing:
-                listing.write(b"\0".join(os.fsencode(rel) for rel in changed) + b"\0")
-                listing.flush()
-                pack = subprocess.Popen(
-                    ["tar", "-C", str(root), "-cf", "-", "--no-recursion", "--null", "-T", listing.name],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-                assert pack.stdout is not None
-                unpack = subprocess.Popen(
-                    self._ssh_argv(f"mkdir -p {shlex.quote(dest)} && exec tar -C {shlex.quote(dest)} -xpf -"),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-                assert unpack.stdin is not None and unpack.stdout is not None and unpack.stderr is not None
-                unpack_out = _Capture(unpack.stdout, "stdout", None, self.max_capture_bytes)
-                unpack_err = _Capture(unpack.stderr, "stderr", None, self.max_capture_bytes)
-                total = sum(int(manifest[rel].split("\t")[1]) for rel in changed)
-                try:
-                    while chunk := pack.stdout.read(_CHUNK):
-                        unpack.stdin.write(chunk)
-                        sent += len(chunk)
-                        if on_progress:
-                            on_progress(min(sent, total), total)
-                    unpack.stdin.close()
-                except BrokenPipeError:
-                    pack.kill()
-                unpack.wait()
-                unpack_out.text()
-                pack_err = pack.stderr.read() if pack.stderr else b""
-                if pack.wait() != 0 or unpack.returncode != 0:
-                    stderr = pack_err.decode(errors="replace") + unpack_err.text()
-                    if unpack.returncode == 255:
-                        raise self._connection_error(stderr)
-                    raise RemoteCommandError(f"tar upload failed: {stderr.strip()[-500:]}", stderr=stderr)
+        changed = [rel for rel, entry in entries.items() if previous.get(rel) != entry]
+        gone = [rel for rel in previous if rel not in entries] if delete else []
+        sent = self._send_tar(root, changed, dest, on_progress) if changed else 0
         if gone:
             self.exec(["rm", "-rf", "--", *(f"{dest}/{rel}" for rel in gone)]).check("removing deleted files")
         # Without delete, files gone locally stay on the pod: keep them in the manifest so a later
         # upload with delete=True still removes them.
-        kept = {} if delete else {rel: entry for rel, entry in previous.items() if rel not in manifest}
-        body = "".join(f"{rel}\t{entry}\n" for rel, entry in {**kept, **manifest}.items()).encode()
+        kept = {} if delete else {rel: entry for rel, entry in previous.items() if rel not in entries}
+        body = "".join(f"{rel}\t{entry}\n" for rel, entry in {**kept, **entries}.items()).encode()
         self.exec(f'mkdir -p "$(dirname "{manifest_path}")" && cat > "{manifest_path}"', stdin=body).check(
             "saving manifest"
         )
+        return sent
+
+    def _send_tar(
+        self, root: Path, members: list[str], dest: str, on_progress: ProgressCallback | None
+    ) -> int:
+        """Stream ``members`` of ``root`` as one tar into ``dest`` on the pod; returns the bytes sent."""
+        total = sum((root / rel).lstat().st_size for rel in members)
+        sent = 0
+        with tempfile.NamedTemporaryFile("wb", suffix=".rph-list") as listing:
+            listing.write(b"\0".join(os.fsencode(rel) for rel in members) + b"\0")
+            listing.flush()
+            pack = subprocess.Popen(
+                ["tar", "-C", str(root), "-cf", "-", "--no-recursion", "--null", "-T", listing.name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert pack.stdout is not None
+            unpack = subprocess.Popen(
+                self._ssh_argv(f"mkdir -p {shlex.quote(dest)} && exec tar -C {shlex.quote(dest)} -xpf -"),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert unpack.stdin is not None and unpack.stdout is not None and unpack.stderr is not None
+            unpack_out = _Capture(unpack.stdout, "stdout", None, self.max_capture_bytes)
+            unpack_err = _Capture(unpack.stderr, "stderr", None, self.max_capture_bytes)
+            try:
+                while chunk := pack.stdout.read(_CHUNK):
+                    unpack.stdin.write(chunk)
+                    sent += len(chunk)
+                    if on_progress:
+                        on_progress(min(sent, total), total)
+                unpack.stdin.close()
+            except BrokenPipeError:
+                pack.kill()
+            unpack.wait()
+            unpack_out.text()
+            pack_err = pack.stderr.read() if pack.stderr else b""
+            if pack.wait() != 0 or unpack.returncode != 0:
+                stderr = pack_err.decode(errors="replace") + unpack_err.text()
+                if unpack.returncode == 255:
+                    raise self._connection_error(stderr)
+                raise RemoteCommandError(f"tar upload failed: {stderr.strip()[-500:]}", stderr=stderr)
         return sent
 
     def download(
@@ -565,6 +619,33 @@ class SshRunner:
                 f"download of {remote_path} failed: {stderr.strip()[-500:]}", exit_code=code, stderr=stderr
             )
         return TransferResult("tar", files, counter.count, round(time.monotonic() - started, 3))
+
+
+def _with_timeout(script: str, timeout_s: float | None) -> str:
+    """``script`` as one sh command, killed on the pod (with its process group) after ``timeout_s``."""
+    quoted = shlex.quote(script)
+    if timeout_s is None:
+        return f"exec sh -c {quoted}"
+    seconds = max(1, int(timeout_s + 0.999))
+    return (
+        f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds} sh -c {quoted}; "
+        f"else exec sh -c {quoted}; fi"
+    )
+
+
+def _exec_result(
+    exit_code: int,
+    out: BoundedOutput,
+    err: BoundedOutput,
+    duration_s: float,
+    *,
+    killed: bool,
+    timeout_s: float | None,
+) -> ExecResult:
+    timed_out = killed or (timeout_s is not None and exit_code in (124, 137) and duration_s >= timeout_s)
+    return ExecResult(
+        exit_code, out.text(), err.text(), round(duration_s, 3), timed_out, out.truncated, err.truncated
+    )
 
 
 def forget_host_key(known_hosts: Path, pod_id: str) -> bool:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +30,10 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPod]:
 
 
 @pytest.fixture
-def runner(pod: SshdPod) -> SshRunner:
-    return pod.runner()
+def runner(pod: SshdPod) -> Iterator[SshRunner]:
+    runner = pod.runner()
+    yield runner
+    runner.close()
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -181,7 +184,7 @@ def test_round_trip_of_2000_files_is_byte_identical(pod: SshdPod, tmp_path: Path
     remote = str(pod.workspace / f"tree-{rsync}")
     progress: list[tuple[int, int | None]] = []
     up = runner.upload(source, remote, on_progress=lambda done, total: progress.append((done, total)))
-    assert up.method == ("rsync" if rsync else "tar")
+    assert up.method == "tar"  # into an empty dir: one stream, with or without rsync
     assert progress and progress[-1][0] > 0
     back = tmp_path / "back"
     down = runner.download(remote, back)
@@ -202,6 +205,7 @@ def test_unchanged_reupload_moves_almost_nothing(pod: SshdPod, tmp_path: Path, r
     remote = str(pod.workspace / f"incr-{rsync}")
     first = runner.upload(source, remote)
     again = runner.upload(source, remote)
+    assert (first.method, again.method) == ("tar", "rsync" if rsync else "tar")
     assert again.bytes_sent < first.bytes_sent / 20
     (source / "d03" / "plain" / "new.txt").write_text("new")
     third = runner.upload(source, remote)
@@ -296,3 +300,49 @@ def test_hostile_pod_cannot_write_outside_through_download(
     with pytest.raises(UnsafeArchiveError):
         runner.download(str(evil), tmp_path / "dl")
     assert not (tmp_path / "dl").exists()
+
+
+def test_warm_commands_share_one_shell_but_no_state(runner: SshRunner) -> None:
+    """One shell session runs them all (same parent), yet cwd and variables do not leak between commands,
+    and the container env is there in each."""
+    first = runner.exec("cd /tmp && export LEAK=1 && echo $PPID $RUNPOD_POD_ID")
+    second = runner.exec("echo $PPID ${LEAK-unset} $(pwd) $RUNPOD_POD_ID")
+    parent, pod_id = first.stdout.split()
+    same_parent, leaked, cwd, same_pod_id = second.stdout.split()
+    assert (same_parent, leaked, same_pod_id) == (parent, "unset", "pod-abc123")
+    assert pod_id == "pod-abc123" and cwd != "/tmp"
+    runner.close()
+    assert runner.exec("echo $PPID").stdout.split() != [parent]
+
+
+def test_session_output_is_exact_and_streamed(runner: SshRunner) -> None:
+    result = runner.exec("printf 'a\\nb'; printf 'no newline' >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "a\nb", "no newline")
+    chunks: list[tuple[str, bytes]] = []
+    big = runner.exec(
+        "head -c 300000 /dev/zero | tr '\\0' x; echo; echo done >&2",
+        on_output=lambda name, chunk: chunks.append((name, chunk)),
+    )
+    assert big.stdout == "x" * 300000 + "\n" and big.stderr == "done\n"
+    assert b"".join(c for n, c in chunks if n == "stdout").decode() == big.stdout
+    assert b"".join(c for n, c in chunks if n == "stderr") == b"done\n"
+
+
+def test_commands_from_several_threads_all_run(runner: SshRunner) -> None:
+    results: dict[int, str] = {}
+
+    def run(index: int) -> None:
+        results[index] = runner.exec(["echo", f"thread {index}"]).stdout
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: f"thread {i}\n" for i in range(4)}
+
+
+def test_session_lost_mid_command_is_an_error_and_the_next_command_runs(runner: SshRunner) -> None:
+    with pytest.raises(SshConnectionError, match="may or may not have finished"):
+        runner.exec("echo started; kill -9 $PPID")  # the parent of the command is the session shell
+    assert runner.exec(["echo", "again"]).stdout == "again\n"
