@@ -20,8 +20,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from .errors import JobError, JobExpiredError, NotFoundError
@@ -518,7 +519,14 @@ class _BatchRun:
         next_to_yield = 0
         pending: deque[int] = deque()
         in_flight: dict[Future[dict[str, Any]], tuple[int, str]] = {}
+        finished: SimpleQueue[Future[dict[str, Any]]] = SimpleQueue()  # O(1) per completion, unlike wait()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="rph-map")
+
+        def start_polling(index: int, job_id: str) -> None:
+            future = pool.submit(self._poll, job_id, self.endpoint._clock())
+            in_flight[future] = (index, job_id)
+            future.add_done_callback(finished.put)
+
         try:
             known = self._known_jobs()
             for index in range(len(self.items)):
@@ -527,7 +535,7 @@ class _BatchRun:
                     outputs[index] = record.result
                     self.counts["done"] += 1
                 elif record is not None and record.status not in TERMINAL:
-                    in_flight[pool.submit(self._poll, record.id, self.endpoint._clock())] = (index, record.id)
+                    start_polling(index, record.id)
                 else:
                     pending.append(index)
             while True:
@@ -543,10 +551,12 @@ class _BatchRun:
                 while pending and len(in_flight) < self.concurrency:
                     index = pending.popleft()
                     job_id = self._submit(index)
-                    in_flight[pool.submit(self._poll, job_id, self.endpoint._clock())] = (index, job_id)
+                    start_polling(index, job_id)
                 self.counts["running"] = len(in_flight)
                 self._report()
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get())
                 for future in done:
                     index, job_id = in_flight.pop(future)
                     self._settle(index, job_id, future.result(), outputs, pending)
