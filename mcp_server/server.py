@@ -429,6 +429,18 @@ def _serverless_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         return {"health": tools.client.endpoint(endpoint).health()}
 
 
+def _accept_log_level(server: MCPServer) -> None:
+    """Answer ``logging/setLevel``, which clients on the 2025 protocol revisions send (the 2026-07-28 revision
+    dropped it). rph-mcp sends no log messages over the protocol (its logs go to stderr), so any level is
+    accepted and nothing changes. MCPServer has no public hook for it: the SDK points to the low-level server."""
+    from mcp.types import EmptyResult, SetLevelRequestParams
+
+    async def set_level(_context: Any, _params: SetLevelRequestParams) -> EmptyResult:
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+
 def build_server(*, read_only: bool = False, factory: Callable[[], Hybrid] | None = None) -> MCPServer:
     from mcp.server import MCPServer
     from mcp.server.mcpserver import Context
@@ -447,6 +459,7 @@ def build_server(*, read_only: bool = False, factory: Callable[[], Hybrid] | Non
 
     tools = Tools(factory or default_factory)
     server = MCPServer("runpod-hybrid", version=__version__, instructions=INSTRUCTIONS)
+    _accept_log_level(server)
 
     kinds = Kinds(
         read=ToolAnnotations(

@@ -248,3 +248,19 @@ def test_server_is_a_thin_adapter() -> None:
                 parts = name.split(".")
                 if parts[0] == "runpod_hybrid":
                     assert not any(p.startswith("_") and p != "__version__" for p in parts), (path, name)
+
+
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
+def test_log_level_requests_of_2025_clients_are_accepted() -> None:
+    """Clients on the 2025 protocol revisions send logging/setLevel; the capability is declared and answered."""
+    from mcp import Client
+
+    async def go() -> Any:
+        async with Client(
+            build_server(), mode="legacy"
+        ) as client:  # the initialize handshake, as 2025 clients
+            return client.server_capabilities.logging, await client.set_logging_level("debug")
+
+    capability, answer = anyio.run(go)
+    assert capability is not None
+    assert answer.model_dump(exclude_none=True) == {}
