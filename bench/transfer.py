@@ -1,6 +1,6 @@
 """Transfer and exec speed over a loopback sshd, against raw rsync and scp measured in the same run.
 
-    .venv/bin/python bench/transfer.py [--files 5000] [--total-mb 100]
+    .venv/bin/python bench/transfer.py [--files 5000] [--total-mb 100] [--base-dir DIR]
 
 Targets (issue "Commands and files on pods"): first upload within 1.2x of raw rsync, at least 2x faster than
 `scp -r`, unchanged re-upload under 1 s, warm exec at most 0.3x a fresh `ssh host true`.
