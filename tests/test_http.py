@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -180,3 +185,52 @@ def test_error_bodies_echoing_the_key_are_redacted(standin: StandinServer, fake_
         transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
     assert SENTINEL_KEY not in str(info.value)
     assert "HTTP 400" in str(info.value)
+
+
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """A plain-HTTP forward proxy on loopback: relays absolute-form requests and notes each one."""
+
+    seen: ClassVar[list[str]] = []
+
+    def _relay(self) -> None:
+        self.seen.append(self.path)
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        connection = http.client.HTTPConnection(target.hostname or "", target.port)
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")
+        }
+        connection.request(self.command, target.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        payload = answer.read()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _relay
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_proxy_from_the_environment_and_no_proxy(
+    standin: StandinServer, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+        body = transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+        assert body["data"]["myself"]["id"] == "user-standin"
+        assert _ForwardProxy.seen == [standin.url]
+        assert standin.state.requests[-1][1]["Authorization"] == f"Bearer {SENTINEL_KEY}"
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        transport(fake_time).request("POST", standin.url, json_body=LIST, idempotent=True)
+        assert _ForwardProxy.seen == [standin.url]  # bypassed
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
