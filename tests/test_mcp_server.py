@@ -22,7 +22,7 @@ from runpod_hybrid.client import Hybrid
 from runpod_hybrid.config import load_config
 from runpod_hybrid_mcp.server import build_server
 
-from conftest import SENTINEL_KEY, eventually
+from conftest import MCP_INITIALIZE, SENTINEL_KEY, eventually
 from runpod_standin import StandinServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,18 +186,7 @@ def test_http_transport_requires_the_bearer_token(isolated_home: Path) -> None:
         assert server.stderr is not None
         while "serving" not in server.stderr.readline():
             pass
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        ).encode()
+        body = json.dumps(MCP_INITIALIZE).encode()
 
         def post(headers: dict[str, str]) -> int:
             request = urllib.request.Request(
