@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import certifi
 import urllib3
@@ -214,11 +214,12 @@ class HttpTransport:
                 manager.clear()
             self._senders.clear()
 
-    def _sender_for(self, url: str) -> tuple[Callable[..., urllib3.BaseHTTPResponse], str]:
+    def _sender_for(
+        self, parts: SplitResult, url: str
+    ) -> tuple[Callable[..., urllib3.BaseHTTPResponse], str]:
         """What sends to this URL's origin, and the URL to give it. Without a proxy that is the origin's own
         connection pool and the path: the pool manager's per-call URL parsing and pool lookup were a fifth
         of a status poll's CPU."""
-        parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         found = self._senders.get(origin)
         if found is None:
@@ -312,7 +313,8 @@ class HttpTransport:
         params: Mapping[str, str] | None,
         read_timeout_s: float | None,
     ) -> Any:
-        what = f"{method} {urlsplit(url).path}"
+        parts = urlsplit(url)  # once: status polls are hot
+        what = f"{method} {parts.path}"
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
@@ -325,7 +327,7 @@ class HttpTransport:
         timeout = urllib3.Timeout(connect=self.connect_timeout_s, read=read_timeout_s or self.read_timeout_s)
         started = self._clock()
         try:
-            send, target = self._sender_for(url)
+            send, target = self._sender_for(parts, url)
             response = send(
                 method, target, body=body, headers=headers, timeout=timeout, retries=False, redirect=False
             )
@@ -342,7 +344,7 @@ class HttpTransport:
                     request_sent=sent,
                 ) from exc
             raise ConnectionFailedError(
-                f"Could not reach RunPod at {urlsplit(url).hostname} for {what}: {type(exc).__name__}. Check "
+                f"Could not reach RunPod at {parts.hostname} for {what}: {type(exc).__name__}. Check "
                 "your network, proxy and DNS"
                 + (", then list your resources before retrying a create." if sent else "."),
                 request_sent=sent,
@@ -350,18 +352,18 @@ class HttpTransport:
         log.debug(
             "http.response",
             method=method,
-            path=urlsplit(url).path,
+            path=parts.path,
             status=response.status,
             elapsed_s=round(self._clock() - started, 3),
         )
-        text = response.data.decode("utf-8", errors="replace")
         if 200 <= response.status < 300:
             try:
-                parsed = json.loads(text)
+                parsed = json.loads(response.data)
             except ValueError:
                 parsed = None
             if parsed is not None:
                 return parsed
+        text = response.data.decode("utf-8", errors="replace")
         error = error_for_response(response.status, response.headers, text, what, self._wall_clock())
         assert error is not None  # a JSON success returned above
         raise error
