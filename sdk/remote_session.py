@@ -133,12 +133,18 @@ class ShellSession:
                 pipe.close()
 
     def _drain(self, selector: selectors.BaseSelector) -> bool:
-        """Drop what background processes of earlier commands wrote since; False when the session ended."""
-        while ready := selector.select(0):
+        """Drop what background processes of earlier commands wrote since; False when the session ended.
+        Bounded: a process that never stops writing must not hold the next command back."""
+        for _ in range(64):
+            ready = selector.select(0)
+            if not ready:
+                break
             for key, _ in ready:
-                if not os.read(key.fd, _CHUNK):
+                chunk = os.read(key.fd, _CHUNK)
+                if not chunk:
                     self.close()
                     return False
+                log.info("remote.session_output_dropped", bytes=len(chunk))
         return True
 
     def run(

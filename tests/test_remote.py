@@ -15,6 +15,7 @@ import pytest
 from runpod_hybrid.errors import HostKeyChangedError, SshConnectionError, UnsafeArchiveError
 from runpod_hybrid.remote import SshRunner, extract_safely, forget_host_key
 
+from conftest import eventually
 from sshd_pod import SshdPod
 
 
@@ -346,3 +347,17 @@ def test_session_lost_mid_command_is_an_error_and_the_next_command_runs(runner: 
     with pytest.raises(SshConnectionError, match="may or may not have finished"):
         runner.exec("echo started; kill -9 $PPID")  # the parent of the command is the session shell
     assert runner.exec(["echo", "again"]).stdout == "again\n"
+
+
+def test_output_a_background_process_writes_between_commands_is_dropped(
+    runner: SshRunner, pod: SshdPod
+) -> None:
+    """The pod's files are this machine's, so the test releases the writer and sees it finish."""
+    go, done = pod.workspace / "bg-go", pod.workspace / "bg-done"
+    started = runner.exec(
+        f"(while [ ! -e {go} ]; do sleep 0.01; done; echo late; touch {done}) & echo started"
+    )
+    assert started.stdout == "started\n"
+    go.touch()
+    eventually(done.exists)
+    assert runner.exec(["echo", "mine"]).stdout == "mine\n"
