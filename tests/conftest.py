@@ -178,16 +178,3 @@ def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
     """Cassettes live in ``cassettes/<sdk module>/``: tests/test_pods.py records into cassettes/pods/."""
     module = Path(str(request.node.fspath)).stem.removeprefix("test_")
     return str(CASSETTES / module)
-
-
-# The JSON-RPC `initialize` request a 2025-06-18 MCP client sends first (raw-protocol tests of rph-mcp).
-MCP_INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}

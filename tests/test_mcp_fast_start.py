@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runpod_hybrid_mcp.fast_start import cache_dir, record_key
+from mcp_messages import MCP_INITIALIZE
 
-from conftest import MCP_INITIALIZE
+from runpod_hybrid_mcp.fast_start import cache_dir, record_key
 
 SESSION = [
     MCP_INITIALIZE,

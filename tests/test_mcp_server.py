@@ -17,12 +17,13 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp_messages import MCP_INITIALIZE
 
 from runpod_hybrid.client import Hybrid
 from runpod_hybrid.config import load_config
 from runpod_hybrid_mcp.server import build_server
 
-from conftest import MCP_INITIALIZE, SENTINEL_KEY, eventually
+from conftest import SENTINEL_KEY, eventually
 from runpod_standin import StandinServer
 
 ROOT = Path(__file__).resolve().parent.parent
