@@ -8,7 +8,9 @@ printing a marker with a fresh random nonce on stdout (with the exit code) and o
 the markers is the command's output, streamed as it comes.
 
 Not for commands that need stdin. A background process that keeps writing to the session's stdout after
-its command ended has that output dropped (plain ``ssh`` would have waited for it to close instead). The
+its command ended has that output dropped between commands, and mixed into the output of a command that is
+running meanwhile (plain ``ssh`` would have waited for it to close instead): redirect it, as ``rph``'s
+detached jobs do. The
 session's environment is the login shell's at session start: later edits of rc files reach new sessions.
 """
 
