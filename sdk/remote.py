@@ -25,7 +25,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +334,6 @@ class SshRunner:
                 if not shell.ready:
                     return None
                 self._shell = shell
-                weakref.finalize(self, shell.close)
             return self._shell
 
     def close(self) -> None:
@@ -391,8 +389,7 @@ class SshRunner:
             process.wait()
             killed = True
         duration = time.monotonic() - started
-        out.text(), err.text()  # both pipes read to their end
-        result = _exec_result(
+        result = _exec_result(  # reads both pipes to their end
             process.returncode if not killed else 124, out, err, duration, killed=killed, timeout_s=timeout_s
         )
         return result, not out.data
@@ -436,7 +433,7 @@ class SshRunner:
         else:
             # The manifest serves later tar uploads only: with rsync, later uploads need none.
             sent = self._tar_upload(
-                local_path, remote_path, included, delete, on_progress, manifest=not rsync
+                local_path, remote_path, included, total, delete, on_progress, manifest=not rsync
             )
             method = "tar"
         return TransferResult(method, len(included), sent, round(time.monotonic() - started, 3))
@@ -517,22 +514,25 @@ class SshRunner:
         local: Path,
         remote: str,
         included: list[str],
+        total: int,
         delete: bool,
         on_progress: ProgressCallback | None,
         *,
         manifest: bool,
     ) -> int:
+        """``total``: the bytes of all of ``included``, for progress."""
         root = local if local.is_dir() else local.parent
         dest = remote if local.is_dir() else str(Path(remote).parent)
         if not manifest:
-            return self._send_tar(root, included, dest, on_progress)
+            return self._send_tar(root, included, dest, total, on_progress)
         entries = _manifest(root, included)
         manifest_path = self._manifest_path(remote)
         old = self.exec(f'cat "{manifest_path}" 2>/dev/null || true').stdout
         previous = dict(line.split("\t", 1) for line in old.splitlines() if "\t" in line)
         changed = [rel for rel, entry in entries.items() if previous.get(rel) != entry]
         gone = [rel for rel in previous if rel not in entries] if delete else []
-        sent = self._send_tar(root, changed, dest, on_progress) if changed else 0
+        changed_total = sum(int(entries[rel].split("\t")[1]) for rel in changed)
+        sent = self._send_tar(root, changed, dest, changed_total, on_progress) if changed else 0
         if gone:
             self.exec(["rm", "-rf", "--", *(f"{dest}/{rel}" for rel in gone)]).check("removing deleted files")
         # Without delete, files gone locally stay on the pod: keep them in the manifest so a later
@@ -545,10 +545,10 @@ class SshRunner:
         return sent
 
     def _send_tar(
-        self, root: Path, members: list[str], dest: str, on_progress: ProgressCallback | None
+        self, root: Path, members: list[str], dest: str, total: int, on_progress: ProgressCallback | None
     ) -> int:
-        """Stream ``members`` of ``root`` as one tar into ``dest`` on the pod; returns the bytes sent."""
-        total = sum((root / rel).lstat().st_size for rel in members)
+        """Stream ``members`` of ``root`` (``total`` bytes) as one tar into ``dest`` on the pod; returns the
+        bytes sent."""
         sent = 0
         with tempfile.NamedTemporaryFile("wb", suffix=".rph-list") as listing:
             listing.write(b"\0".join(os.fsencode(rel) for rel in members) + b"\0")

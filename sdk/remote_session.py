@@ -23,6 +23,7 @@ import selectors
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -91,12 +92,23 @@ class SessionRun(NamedTuple):
     killed: bool
 
 
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 class ShellSession:
     def __init__(self, ssh_argv: list[str], prelude: str, *, ready_timeout_s: float) -> None:
         """Start the session and run ``prelude`` in it; ``ready`` tells whether it answered in time."""
         self._process = subprocess.Popen(
             ssh_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+        # Also when the session is dropped unclosed (its runner garbage-collected): no ssh client lingers.
+        self._finalizer = weakref.finalize(self, _end, self._process)
         self._lock = threading.Lock()
         ready = f"RPH-READY-{secrets.token_hex(12)}"
         assert self._process.stdout is not None
@@ -121,18 +133,13 @@ class ShellSession:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    def close(self) -> None:
+        self._finalizer()  # runs _end once, however often it is called
+
     def _write(self, text: str) -> None:
         assert self._process.stdin is not None
         self._process.stdin.write(text.encode())
         self._process.stdin.flush()
-
-    def close(self) -> None:
-        if self.alive:
-            self._process.kill()
-        self._process.wait()
-        for pipe in (self._process.stdin, self._process.stdout, self._process.stderr):
-            if pipe is not None:
-                pipe.close()
 
     def _drain(self, selector: selectors.BaseSelector) -> bool:
         """Drop what background processes of earlier commands wrote since; False when the session ended.
@@ -153,24 +160,23 @@ class ShellSession:
         self, script: str, *, timeout_s: float | None, on_output: OutputCallback | None, limit: int
     ) -> SessionRun | None:
         """Run ``script`` in a subshell, or return None when the session cannot take it (busy with another
-        thread's command, or dead; or it died before the command wrote anything). ``killed``: ``timeout_s`` passed first, and the
-        session was closed."""
+        thread's command, or dead), or died before the command wrote anything. ``killed``: ``timeout_s``
+        passed first, and the session was closed."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
             if not self.alive:
                 return None
             assert self._process.stdout is not None and self._process.stderr is not None
-            nonce = secrets.token_hex(12).encode()
-            out = _MarkedStream("stdout", re.compile(rb"\nRPH-END-" + nonce + rb" (\d+)\n"), on_output, limit)
-            err = _MarkedStream("stderr", re.compile(rb"\nRPH-END-" + nonce + rb"\n"), on_output, limit)
+            marker = f"RPH-END-{secrets.token_hex(12)}"
+            out = _MarkedStream("stdout", re.compile(rf"\n{marker} (\d+)\n".encode()), on_output, limit)
+            err = _MarkedStream("stderr", re.compile(rf"\n{marker}\n".encode()), on_output, limit)
             with selectors.DefaultSelector() as selector:
                 selector.register(self._process.stdout.fileno(), selectors.EVENT_READ, out)
                 selector.register(self._process.stderr.fileno(), selectors.EVENT_READ, err)
                 if not self._drain(selector):
                     return None
                 started = time.monotonic()
-                marker = f"RPH-END-{nonce.decode()}"
                 try:
                     self._write(
                         f"(\n{script}\n) </dev/null\nrph_rc=$?\n"
@@ -197,7 +203,7 @@ class ShellSession:
                                 "The SSH session to the pod ended while a command was running; it may or may "
                                 "not have finished. Check the pod (`rph pods get`) before running it again.",
                                 exit_code=255,
-                                stderr=err.data.decode("utf-8", errors="replace"),
+                                stderr=err.text(),
                             )
                         stream: _MarkedStream = key.data
                         if stream.match is None:
