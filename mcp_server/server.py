@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
     from mcp.types import ToolAnnotations
 
-    from runpod_hybrid.client import Hybrid
+    from runpod_hybrid import RunPod
 
 MAX_TOOL_WAIT_S = 25.0
 MAX_OUTPUT_CHARS = 20_000
@@ -53,13 +53,13 @@ Register = Callable[[Any, str], Callable[[Callable[..., Any]], Callable[..., Any
 class Tools:
     """The SDK client, built on first use (not at start-up, so `initialize` stays fast)."""
 
-    def __init__(self, factory: Callable[[], Hybrid]) -> None:
+    def __init__(self, factory: Callable[[], RunPod]) -> None:
         self._factory = factory
-        self._client: Hybrid | None = None
+        self._client: RunPod | None = None
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> Hybrid:
+    def client(self) -> RunPod:
         with self._lock:
             if self._client is None:
                 self._client = self._factory()
@@ -84,17 +84,11 @@ def _bounded(text: str, limit: int = MAX_OUTPUT_CHARS) -> dict[str, Any]:
     }
 
 
-def _redacted(value: Any) -> Any:
-    from runpod_hybrid.redact import redact_value
-
-    return redact_value(value)
-
-
 def _readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn our errors into tool errors whose text the model reads (mcp hides unexpected exceptions)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from runpod_hybrid.redact import redact_text
+    from runpod_hybrid import redact_text
 
     def message(exc: Exception) -> str:
         return redact_text(f"{type(exc).__name__}: {exc}")
@@ -146,11 +140,10 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "e.g. RUNNING.",
     )
     def list_pods(status: str | None = None) -> dict[str, Any]:
+        from runpod_hybrid.pods import running_usd_per_hour
+
         pods = tools.client.pods.list(status=status)
-        return {
-            "pods": _plain(pods),
-            "running_usd_per_hour": round(sum(p.usd_per_hour for p in pods if p.status == "RUNNING"), 4),
-        }
+        return {"pods": _plain(pods), "running_usd_per_hour": running_usd_per_hour(pods)}
 
     @tool(kinds.read, "Get one pod: status, $/hour, GPU, runtime and SSH endpoint. Free, read-only.")
     def get_pod(pod_id: str) -> dict[str, Any]:
@@ -166,13 +159,12 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "creating more pods, and stop what is idle.",
     )
     def spend_summary() -> dict[str, Any]:
-        pods = tools.client.pods.list(status="RUNNING")
-        settings = tools.client.config.settings
+        spend = tools.client.pods.spend()
         return {
-            "running": [{"id": p.id, "name": p.name, "usd_per_hour": p.usd_per_hour} for p in pods],
-            "total_usd_per_hour": round(sum(p.usd_per_hour for p in pods), 4),
-            "cap_total_usd_per_hour": settings.max_total_usd_per_hour,
-            "cap_per_pod_usd_per_hour": settings.max_pod_usd_per_hour,
+            "running": [{"id": p.id, "name": p.name, "usd_per_hour": p.usd_per_hour} for p in spend.running],
+            "total_usd_per_hour": spend.usd_per_hour,
+            "cap_total_usd_per_hour": spend.max_total_usd_per_hour,
+            "cap_per_pod_usd_per_hour": spend.max_pod_usd_per_hour,
         }
 
     @tool(
@@ -191,7 +183,7 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         ttl_h: float | None = None,
         volume_gb: int | None = None,
     ) -> dict[str, Any]:
-        from runpod_hybrid.pods import PodSpec
+        from runpod_hybrid import PodSpec
 
         result = tools.client.pods.create(
             PodSpec(
@@ -312,9 +304,9 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "estimated cost and start time, and the alternatives. Free; creates nothing.",
     )
     def plan_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
-        from runpod_hybrid.jobspec import load_job_file
+        from runpod_hybrid import load_job_file
 
-        plan = tools.client.plan(load_job_file(Path(job_file)), backend)
+        plan = tools.client.jobs.plan(load_job_file(Path(job_file)), backend=backend)
         return {"plan": _plain(plan), "running_on": backend_note(tools)}
 
     @tool(
@@ -323,33 +315,20 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "budget are refused before anything is created). Returns a job id at once; poll job_status.",
     )
     def submit_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
-        from runpod_hybrid.jobs import new_job_id
-        from runpod_hybrid.jobspec import load_job_file
+        from runpod_hybrid import TERMINAL_STATES, load_job_file
 
+        jobs = tools.client.jobs
         job = load_job_file(Path(job_file))
-        plan = tools.client.plan(job, backend)
-        if plan.refused:
-            raise ValueError(f"Refused before creating anything: {plan.refused}")
-        job_id = new_job_id()
-        errors: list[str] = []
-
-        def run() -> None:
-            try:
-                tools.client.jobs.submit(job, backend=backend, detach=True, planned=plan, job_id=job_id)
-            except Exception as exc:
-                errors.append(str(exc))
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        worker.join(MAX_TOOL_WAIT_S)
-        if errors:
-            raise RuntimeError(errors[0])
+        plan = jobs.plan(job, backend=backend)
+        handle = jobs.submit(job, plan=plan, background=True)
+        state = handle.settle(MAX_TOOL_WAIT_S)
         return {
-            "job_id": job_id,
+            "job_id": handle.id,
             "backend": plan.backend,
+            "state": state,
             "estimated_cost_usd": plan.estimated_cost_usd,
-            "finished_in_call": not worker.is_alive(),
-            "next": f"job_status(job_id='{job_id}')",
+            "finished_in_call": state in TERMINAL_STATES,
+            "next": f"job_status(job_id='{handle.id}')",
         }
 
     @tool(
@@ -361,7 +340,7 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         handle = tools.client.jobs.get(job_id)
         state = handle.status()
         out: dict[str, Any] = {"job_id": job_id, "backend": handle.backend, "state": state}
-        if state == "SUCCEEDED" and handle.record.spec.get("kind") == "task":
+        if state == "SUCCEEDED" and handle.kind == "task":
             results = handle.result()
             out["results"] = results[:100]
             out["results_truncated"] = len(results) > 100
@@ -390,8 +369,8 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
     def list_jobs(limit: int = 20) -> dict[str, Any]:
         return {
             "jobs": [
-                {"id": h.id, "backend": h.backend, "name": h.record.name, "state": h.record.status}
-                for h in tools.client.jobs.recent(min(limit, 100))
+                {"id": h.id, "backend": h.backend, "name": h.record.name, "state": h.state}
+                for h in tools.client.jobs.list(min(limit, 100))
             ],
             "running_on": backend_note(tools),
         }
@@ -441,7 +420,7 @@ def _accept_log_level(server: MCPServer) -> None:
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
-def build_server(*, read_only: bool = False, factory: Callable[[], Hybrid] | None = None) -> MCPServer:
+def build_server(*, read_only: bool = False, factory: Callable[[], RunPod] | None = None) -> MCPServer:
     from mcp.server import MCPServer
     from mcp.server.mcpserver import Context
     from mcp.types import ToolAnnotations
@@ -452,10 +431,10 @@ def build_server(*, read_only: bool = False, factory: Callable[[], Hybrid] | Non
     # use are imported lazily (importing mcp costs ~0.5 s), so make them resolvable now.
     globals().setdefault("Context", Context)
 
-    def default_factory() -> Hybrid:
-        from runpod_hybrid.client import Hybrid
+    def default_factory() -> RunPod:
+        from runpod_hybrid import RunPod
 
-        return Hybrid()
+        return RunPod()
 
     tools = Tools(factory or default_factory)
     server = MCPServer("runpod-hybrid", version=__version__, instructions=INSTRUCTIONS)
@@ -530,16 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
-    from runpod_hybrid.logs import configure_logging
+    from runpod_hybrid import configure_logging
 
     configure_logging(args.log_level, stream=sys.stderr)  # stdout is the protocol channel
     if not args.http:
-        from .fast_start import serve_stdio
-
-        serve_stdio(
-            lambda: build_server(read_only=args.read_only).run("stdio"),
-            options=f"read_only={args.read_only}",
-        )
+        build_server(read_only=args.read_only).run("stdio")
         return 0
     server = build_server(read_only=args.read_only)
     import uvicorn

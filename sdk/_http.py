@@ -1,45 +1,42 @@
-"""The HTTP transport: the only module that talks HTTP.
+"""The HTTP transport: the only module that talks HTTP, on one ``requests.Session`` per transport.
 
-urllib3 pools (the engine under ``requests``; its session layer of cookies, hooks, netrc and per-call
-environment scans cost half of each call's CPU, and batch maps poll a lot), connect/read timeouts on every call,
-our User-Agent (Cloudflare answers urllib's default one with 403 "Error 1010"), Bearer auth, status-to-error
-mapping, and the one retry policy:
+requests does the HTTP: connection pools, TLS, proxies from the environment (credentials included, and
+``NO_PROXY``), CA bundles (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``). We add what RunPod needs:
 
-- reads (idempotent calls) retry on connection errors, timeouts, 429 and 5xx;
-- non-idempotent calls (pod create, serverless ``/run``) retry only when the request surely never left this
-  machine (connection refused, DNS failure, connect timeout) or on 429, because a retried create that did
-  arrive makes a second billable resource.
+- our User-Agent on every call (Cloudflare answers urllib's default one with 403 "Error 1010");
+- the key through an auth object, so ``~/.netrc`` can never replace it, and no redirect is ever followed, so
+  the key never travels to another host;
+- a connect timeout, a read timeout, and a deadline on the whole response: a server that trickles its body
+  a byte at a time never passes the per-read timeout, so the body is read in chunks against the clock;
+- status-to-error mapping (the SDK's own tree, secrets redacted from bodies);
+- the one retry policy (tenacity, with injected ``sleep`` and ``clock``):
+  - reads (idempotent calls) retry on connection errors, timeouts, 429 and 5xx;
+  - non-idempotent calls (pod create, serverless ``/run``) retry only when the request surely never left
+    this machine (connection refused, DNS failure, connect timeout) or on 429, because a retried create
+    that did arrive makes a second billable resource.
+  Waits are jittered exponential backoff, ``Retry-After`` is honoured, and a total deadline bounds it all.
 
-Waits are jittered exponential backoff, ``Retry-After`` is honoured, and a total deadline bounds it all.
-``sleep`` and ``clock`` are injected so tests record waits instead of sleeping. Proxies come from the usual
-environment variables (``HTTPS_PROXY``, ``NO_PROXY``...), CA certificates from ``REQUESTS_CA_BUNDLE``,
-``CURL_CA_BUNDLE``, ``SSL_CERT_FILE`` or certifi, read once per origin. Redirects are not followed: RunPod's
-APIs do not redirect, and following one would send the key to another host.
+``requests`` is imported when the first transport is built, so ``rph --help`` does not pay for it.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import os
 import random
 import re
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import SplitResult, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import certifi
-import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from . import __version__
+from ._logging import get_logger, redact_text
 from .config import ApiKey
 from .errors import (
-    ApiError,
     ApiStatusError,
     AuthError,
     BadResponseError,
@@ -48,14 +45,15 @@ from .errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
-    TransportError,
 )
-from .logs import get_logger
-from .redact import redact_text
+
+if TYPE_CHECKING:
+    import requests
 
 log = get_logger(__name__)
 
 USER_AGENT = f"runpod-hybrid/{__version__}"
+_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -66,23 +64,6 @@ class RetryPolicy:
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     deadline_s: float = 60.0
-
-
-def _environment_proxy(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for this scheme and host, as curl and requests read it."""
-    if urllib.request.proxy_bypass(host):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(scheme) or proxies.get("all")
-
-
-def _ca_certs() -> str:
-    return (
-        os.environ.get("REQUESTS_CA_BUNDLE")
-        or os.environ.get("CURL_CA_BUNDLE")
-        or os.environ.get("SSL_CERT_FILE")
-        or certifi.where()
-    )
 
 
 def _retry_after_s(value: str | None, now_epoch_s: float) -> float | None:
@@ -123,7 +104,7 @@ def _api_message(body: Any) -> str | None:
 
 def error_for_response(
     status: int, headers: Mapping[str, str], text: str, what: str, now_epoch_s: float
-) -> ApiStatusError | BadResponseError | None:
+) -> ApiStatusError | BadResponseError | ConnectionFailedError | None:
     """Map a response to the typed error it stands for, or None when it is a JSON success."""
     content_type = headers.get("Content-Type", "")
     try:
@@ -142,6 +123,19 @@ def error_for_response(
         )
     detail = _api_message(body) if parsed else _body_snippet(text)
     detail = redact_text(detail) if detail else f"no detail ({content_type or 'empty body'})"
+    if 300 <= status < 400:
+        return ApiStatusError(
+            f"RunPod answered {what} with a redirect (HTTP {status}) to {headers.get('Location', '?')!r}, "
+            "which is not followed: it would send the API key elsewhere. Check the API URL and any proxy.",
+            status_code=status,
+            body=body,
+        )
+    if status == 407:
+        return ConnectionFailedError(
+            f"Your HTTP proxy refused {what} (HTTP 407 Proxy Authentication Required): put its credentials in "
+            "the proxy URL, e.g. HTTPS_PROXY=http://user:password@proxy:3128.",
+            request_sent=False,
+        )
     if status in (401, 403):
         return AuthError(
             f"RunPod refused the API key for {what} (HTTP {status}): {detail}. The key is wrong, revoked, or "
@@ -180,12 +174,40 @@ def _is_retryable(exc: BaseException, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, ConnectionFailedError | RequestTimeoutError | ServerError)
 
 
+def _never_arrived(exc: BaseException) -> bool:
+    """True for a requests error raised before any byte of the request reached the server: refused, DNS, a
+    failed TLS handshake, or a proxy that would not connect us."""
+    import requests
+    import urllib3.exceptions
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(
+        reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProxyError
+    ) or isinstance(exc, requests.exceptions.ProxyError)
+
+
+class _BearerAuth:
+    """The key in ``Authorization: Bearer``; as the session's auth, requests never consults ``~/.netrc``.
+    A callable key is asked for at the first request (so a missing key fails the call that needs it)."""
+
+    def __init__(self, key: ApiKey | Callable[[], ApiKey]) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        key = self._key if isinstance(self._key, ApiKey) else self._key()
+        request.headers["Authorization"] = f"Bearer {key.reveal()}"
+        return request
+
+
 class HttpTransport:
     """JSON over HTTPS with auth, timeouts, typed errors and the retry policy."""
 
     def __init__(
         self,
-        api_key: ApiKey | None,
+        api_key: ApiKey | Callable[[], ApiKey] | None,
         *,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
@@ -194,7 +216,9 @@ class HttpTransport:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        session: requests.Session | None = None,
     ) -> None:
+        """``session`` lets a caller bring its own (e.g. with response hooks); one is made otherwise."""
         self._api_key = api_key
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -203,40 +227,12 @@ class HttpTransport:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._managers: dict[str | None, urllib3.PoolManager] = {}  # by proxy
-        # By origin: what sends there, and whether it takes the whole URL (a proxy) or the path.
-        self._senders: dict[str, tuple[Callable[..., urllib3.BaseHTTPResponse], bool]] = {}
-        self._managers_lock = threading.Lock()
+        self._session = session or _new_session()
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._session.auth = _BearerAuth(api_key) if api_key is not None else None
 
     def close(self) -> None:
-        with self._managers_lock:
-            for manager in self._managers.values():
-                manager.clear()
-            self._senders.clear()
-
-    def _sender_for(
-        self, parts: SplitResult, url: str
-    ) -> tuple[Callable[..., urllib3.BaseHTTPResponse], str]:
-        """What sends to this URL's origin, and the URL to give it. Without a proxy that is the origin's own
-        connection pool and the path: the pool manager's per-call URL parsing and pool lookup were a fifth
-        of a status poll's CPU."""
-        origin = f"{parts.scheme}://{parts.netloc}"
-        found = self._senders.get(origin)
-        if found is None:
-            proxy = _environment_proxy(parts.scheme, parts.hostname or "")
-            with self._managers_lock:
-                manager = self._managers.get(proxy)
-                if manager is None:
-                    # One pool slot per concurrent caller (batch maps poll from many threads).
-                    options: dict[str, Any] = {"num_pools": 4, "maxsize": 64, "ca_certs": _ca_certs()}
-                    manager = (
-                        urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
-                    )
-                    self._managers[proxy] = manager
-            found = (manager.urlopen, True) if proxy else (manager.connection_from_url(origin).urlopen, False)
-            self._senders[origin] = found
-        sender, whole_url = found
-        return sender, url if whole_url else url[len(origin) :] or "/"
+        self._session.close()
 
     def request(
         self,
@@ -250,14 +246,8 @@ class HttpTransport:
     ) -> Any:
         """Send one call (retrying per the policy) and return the parsed JSON body."""
         started = self._clock()
-        first_failure: BaseException | None = None
-        try:  # the first attempt outside tenacity: most calls need no retry, and polls are hot
-            return self._send_once(method, url, json_body, params, read_timeout_s)
-        except (ApiError, TransportError) as exc:
-            if not _is_retryable(exc, idempotent):
-                raise
-            first_failure = exc
         policy = self.retry
+        path = urlsplit(url).path
 
         def stop(state: RetryCallState) -> bool:
             if state.attempt_number >= policy.max_attempts:
@@ -281,7 +271,7 @@ class HttpTransport:
             log.warning(
                 "http.retry",
                 method=method,
-                path=urlsplit(url).path,
+                path=path,
                 attempt=state.attempt_number,
                 wait_s=round(state.upcoming_sleep, 3),
                 error=type(exc).__name__,
@@ -295,15 +285,7 @@ class HttpTransport:
             before_sleep=before_sleep,
             reraise=True,
         )
-
-        def attempt() -> Any:
-            nonlocal first_failure
-            if first_failure is not None:  # tenacity's attempt 1 is the one already made
-                failure, first_failure = first_failure, None
-                raise failure
-            return self._send_once(method, url, json_body, params, read_timeout_s)
-
-        return retrying(attempt)
+        return retrying(self._send_once, method, url, json_body, params, read_timeout_s)
 
     def _send_once(
         self,
@@ -313,39 +295,41 @@ class HttpTransport:
         params: Mapping[str, str] | None,
         read_timeout_s: float | None,
     ) -> Any:
-        parts = urlsplit(url)  # once: status polls are hot
+        import requests
+        import urllib3.exceptions
+
+        parts = urlsplit(url)
         what = f"{method} {parts.path}"
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
-        body = None
-        if json_body is not None:
-            body = json.dumps(json_body, allow_nan=False).encode()
-            headers["Content-Type"] = "application/json"
-        if params:
-            url = f"{url}?{urlencode(params)}"
-        timeout = urllib3.Timeout(connect=self.connect_timeout_s, read=read_timeout_s or self.read_timeout_s)
+        read_s = read_timeout_s or self.read_timeout_s
+        body = None if json_body is None else json.dumps(json_body, allow_nan=False).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         started = self._clock()
         try:
-            send, target = self._sender_for(parts, url)
-            response = send(
-                method, target, body=body, headers=headers, timeout=timeout, retries=False, redirect=False
+            response = self._session.request(
+                method,
+                url,
+                data=body,
+                params=params,
+                headers=headers,
+                timeout=(self.connect_timeout_s, read_s),
+                allow_redirects=False,
+                stream=True,
             )
-        except urllib3.exceptions.HTTPError as exc:
-            # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: neither reached the server.
-            sent = not isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
-            if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
-                exc, urllib3.exceptions.NewConnectionError
-            ):
+            with response:
+                raw = self._read_body(response, started, self.connect_timeout_s + read_s, what)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # urllib3's own errors come from reading the body, after the request was sent.
+            sent = isinstance(exc, urllib3.exceptions.HTTPError) or not _never_arrived(exc)
+            if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError):
                 raise RequestTimeoutError(
                     f"{what} timed out ({'no answer within' if sent else 'could not connect within'} "
-                    f"{timeout.read_timeout if sent else timeout.connect_timeout:g} s). Check your network; for a "
-                    "create, list your pods before retrying, as the request may have been acted on.",
+                    f"{read_s if sent else self.connect_timeout_s:g} s). Check your network; for a create, list "
+                    "your pods before retrying, as the request may have been acted on.",
                     request_sent=sent,
                 ) from exc
             raise ConnectionFailedError(
-                f"Could not reach RunPod at {parts.hostname} for {what}: {type(exc).__name__}. Check "
-                "your network, proxy and DNS"
+                f"Could not reach RunPod at {parts.hostname} for {what}: {_exception_summary(exc)}. Check your "
+                "network, proxy (HTTPS_PROXY, NO_PROXY) and DNS"
                 + (", then list your resources before retrying a create." if sent else "."),
                 request_sent=sent,
             ) from exc
@@ -353,17 +337,42 @@ class HttpTransport:
             "http.response",
             method=method,
             path=parts.path,
-            status=response.status,
+            status=response.status_code,
             elapsed_s=round(self._clock() - started, 3),
         )
-        if 200 <= response.status < 300:
+        if 200 <= response.status_code < 300:
             try:
-                parsed = json.loads(response.data)
+                parsed = json.loads(raw)
             except ValueError:
                 parsed = None
             if parsed is not None:
                 return parsed
-        text = response.data.decode("utf-8", errors="replace")
-        error = error_for_response(response.status, response.headers, text, what, self._wall_clock())
+        text = raw.decode("utf-8", errors="replace")
+        error = error_for_response(response.status_code, response.headers, text, what, self._wall_clock())
         assert error is not None  # a JSON success returned above
         raise error
+
+    def _read_body(self, response: requests.Response, started: float, limit_s: float, what: str) -> bytes:
+        """The whole body, read as it arrives, failing once ``limit_s`` have passed since ``started`` (each
+        read alone is bounded by the read timeout only, which a server trickling bytes never trips)."""
+        chunks: list[bytes] = []
+        response.raw.decode_content = True  # gzip undone, as requests does when it reads a body itself
+        while chunk := response.raw.read1(_CHUNK):
+            chunks.append(chunk)
+            if self._clock() - started > limit_s:
+                raise RequestTimeoutError(
+                    f"{what}: the answer was still arriving after {limit_s:g} s; gave up. The server or a proxy "
+                    "is sending it very slowly: retry later.",
+                    request_sent=True,
+                )
+        return b"".join(chunks)
+
+
+def _new_session() -> requests.Session:
+    import requests
+
+    return requests.Session()
+
+
+def _exception_summary(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:300]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ._logging import register_secret
 from .errors import ConfigError, MissingApiKeyError
-from .redact import register_secret
 
 CloudType = Literal["SECURE", "COMMUNITY", "ALL"]
 CLOUD_TYPES: tuple[str, ...] = get_args(CloudType)
@@ -297,6 +297,20 @@ def settings_template() -> str:
             continue
         lines += [f"# {doc.doc}", f"# {doc.name} = {_toml_value(value)}", ""]
     return "\n".join(lines + table_lines)
+
+
+def write_settings_template(*, force: bool = False, env: Mapping[str, str] | None = None) -> Path:
+    """Write the commented settings file (``rph config init``) where settings are read from; refuses to
+    overwrite an existing one unless ``force``. Returns its path."""
+    env = os.environ if env is None else env
+    path = Paths.from_env(env, Path.home()).settings_file
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it (your edits would be lost).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(settings_template(), encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def _toml_value(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""The one exception tree of runpod-hybrid.
+"""The one exception tree of runpod-hybrid, and the job states a :class:`JobError` carries.
 
 Everything the SDK raises on purpose derives from :class:`RunPodHybridError` (caller bugs raise
 ``ValueError``/``TypeError``). Foreign exceptions (``requests``, ``subprocess``, JSON) are mapped where
@@ -9,6 +9,7 @@ they occur, with ``raise ... from exc``. Every message says what to do next, and
     RunPodHybridError
     ├── ConfigError                      bad or missing configuration
     │   └── MissingApiKeyError           no key found in any of the three places
+    ├── LocalPathError                   a local file or dir an operation needs is missing or unusable
     ├── BudgetExceededError              a create/submit would exceed a configured cost cap
     ├── ApiError                         RunPod answered, but not with what we asked for
     │   ├── ApiStatusError               an HTTP status we do not expect (other 4xx)
@@ -28,17 +29,27 @@ they occur, with ``raise ... from exc``. Every message says what to do next, and
     │   ├── SshConnectionError           ssh could not reach or log in to the pod
     │   ├── HostKeyChangedError          the pod's SSH host key differs from the pinned one
     │   └── UnsafeArchiveError           a download tried to write outside its target
-    └── JobError                         a job ended FAILED, TIMED_OUT or CANCELLED
+    └── JobError                         a job ended FAILED, TIMED_OUT or CANCELLED, or did not end in time
         └── JobExpiredError              the job's result is gone (serverless ttl passed)
+
+Job states are one vocabulary everywhere (the job store, the SDK, the CLI's ``--json`` and MCP results):
+:data:`JobState`. RunPod Serverless's own statuses map onto it (IN_QUEUE is PENDING, IN_PROGRESS is RUNNING,
+COMPLETED is SUCCEEDED; FAILED, CANCELLED and TIMED_OUT keep their names).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+JobState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
+TERMINAL_STATES: frozenset[JobState] = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
 __all__ = [
+    "JOB_STATES",
+    "TERMINAL_STATES",
     "ApiError",
     "ApiStatusError",
     "AuthError",
@@ -53,6 +64,8 @@ __all__ = [
     "HostKeyChangedError",
     "JobError",
     "JobExpiredError",
+    "JobState",
+    "LocalPathError",
     "MissingApiKeyError",
     "NotFoundError",
     "PodNotReadyError",
@@ -89,6 +102,10 @@ class MissingApiKeyError(ConfigError):
             '(what `runpod config` writes) or as top-level `apiKey = "..."` (what runpodctl writes).\n'
             "Without a key, only offline commands work (`rph config`, `rph pods create --dry-run`)."
         )
+
+
+class LocalPathError(RunPodHybridError):
+    """A local file or dir the operation needs (a work dir, an inputs file, an upload) is missing or unusable."""
 
 
 class BudgetExceededError(RunPodHybridError):
@@ -262,12 +279,25 @@ class UnsafeArchiveError(RemoteCommandError):
 
 
 class JobError(RunPodHybridError):
-    """A job ended without a result: FAILED, TIMED_OUT or CANCELLED. ``error`` is the worker's error."""
+    """A job ended without a result (FAILED, TIMED_OUT or CANCELLED), or a wait for it ran out (``state`` is
+    then where it still is). ``error`` is the worker's error; a command job also carries its ``exit_code``
+    and the end of its log (``log_tail``)."""
 
-    def __init__(self, message: str, *, job_id: str, status: str, error: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        state: JobState,
+        error: Any = None,
+        exit_code: int | None = None,
+        log_tail: str = "",
+    ) -> None:
         self.job_id = job_id
-        self.status = status
+        self.state: JobState = state
         self.error = error
+        self.exit_code = exit_code
+        self.log_tail = log_tail
         super().__init__(message)
 
 

@@ -12,8 +12,8 @@ import threading
 
 
 def main() -> None:
-    from runpod_hybrid.logs import configure_logging
-    from runpod_hybrid.tasks import load_task_modules
+    from runpod_hybrid import configure_logging
+    from runpod_hybrid.serverless import die_with_parent, handler, load_task_modules
 
     configure_logging(json_output=True)
     modules = [m for m in os.environ.get("RPH_TASKS", "").split(",") if m.strip()]
@@ -23,10 +23,6 @@ def main() -> None:
     load_task_modules(modules)
 
     import runpod
-
-    from runpod_hybrid.lifetime import die_with_parent
-
-    from .handler import handler
 
     # RunPod's runtime forks, from the main thread, a heartbeat process that pings forever: it must not
     # outlive this worker. (Not for forks from task threads: the signal would come when that thread ends.)

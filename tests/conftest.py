@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -11,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import structlog
 
-from runpod_hybrid.redact import redact_value
+from runpod_hybrid._http import HttpTransport
+from runpod_hybrid._logging import redact_value
+from runpod_hybrid.config import ApiKey
 
 from runpod_standin import StandinServer, start_standin
 
@@ -48,9 +52,19 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def reset_logging() -> Iterator[None]:
-    """Entry points configure structlog per process; tests that run one must not leak it to the next."""
+    """Entry points configure logging per process; tests that run one must not leak it to the next."""
     yield
     structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [
+        h
+        for h in root.handlers
+        if isinstance(h, logging.StreamHandler)
+        and h.formatter
+        and "ProcessorFormatter" in type(h.formatter).__name__
+    ]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def eventually(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
@@ -94,15 +108,31 @@ def standin() -> Iterator[StandinServer]:
 
 @dataclass
 class ApiTarget:
-    """Where a cassette test sends its calls: RunPod's real URL on replay, the stand-in while recording."""
+    """Where a cassette test sends its calls: RunPod's real URL on replay, the stand-in while recording.
+
+    ``sent`` is every request the SDK sent through :meth:`transport` in this run (a response hook on the
+    session), so tests assert on what was really sent, never on the cassette's recorded list."""
 
     url: str
     key: str
     standin: StandinServer | None
+    sent: list[requests.PreparedRequest] = field(default_factory=list)
 
     def seed(self) -> Any:
         """The stand-in's state to set up a recording; None on replay (the cassette holds the answers)."""
         return self.standin.state if self.standin else None
+
+    def transport(self, fake_time: FakeTime, **options: Any) -> HttpTransport:
+        session = requests.Session()
+        session.hooks["response"].append(lambda response, *_a, **_k: self.sent.append(response.request))
+        return HttpTransport(
+            ApiKey(self.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock, session=session, **options
+        )
+
+    def sent_bodies(self, operation: str | None = None) -> list[dict[str, Any]]:
+        """The JSON bodies sent, in order; only GraphQL ``operation``'s when given."""
+        bodies = [json.loads(r.body) for r in self.sent if r.body]
+        return [b for b in bodies if operation is None or b.get("operationName") == operation]
 
 
 @pytest.fixture

@@ -51,12 +51,15 @@ def flaky(spec: dict[str, Any]) -> Any:
 @task
 def spin(spec: dict[str, Any]) -> str:
     """Busy-waits (in Python, so a stop can interrupt it) until a file appears or a limit passes; writes
-    a heartbeat file so tests can see it running and see it stop."""
+    a heartbeat file so tests can see it running, and ``<beat>.ended`` however it ends (a stop included)."""
     beat = Path(spec["beat"])
     limit = time.monotonic() + spec.get("limit_s", 60)
-    while time.monotonic() < limit:
-        beat.write_text(str(time.monotonic()))
-        if os.path.exists(spec.get("until", "/nonexistent")):
-            return "released"
-        sum(range(10_000))
-    return "limit"
+    try:
+        while time.monotonic() < limit:
+            beat.write_text(str(time.monotonic()))
+            if os.path.exists(spec.get("until", "/nonexistent")):
+                return "released"
+            sum(range(10_000))
+        return "limit"
+    finally:
+        Path(f"{beat}.ended").touch()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runpod_hybrid.redact import REDACTED
+from runpod_hybrid._logging import REDACTED
 
 from conftest import CASSETTES, SCRUBBED_AUTH, SENTINEL_KEY
 

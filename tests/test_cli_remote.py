@@ -73,7 +73,7 @@ def test_upload_then_download(
     remote = str(sshd.workspace / "project")
     assert main(["upload", pod_id, str(source), remote, "--json"]) == 0
     summary = json.loads(capfd.readouterr().out)
-    assert summary["files"] == 3 and summary["method"] == "tar"  # a first upload: one stream
+    assert summary["files"] == 3 and summary["method"] == "rsync"  # both ends have rsync
     assert not (Path(remote) / "big.ckpt").exists()
     assert main(["download", pod_id, f"{remote}/src", str(tmp_path / "back")]) == 0
     assert (tmp_path / "back" / "train.py").read_text() == "print('train')\n"

@@ -128,6 +128,7 @@ def test_batch_submit_then_status(served: tuple[str, dict[str, str]], tmp_path: 
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["results"] == [i * i for i in range(12)]
     status = json.loads(rph("--json", "batch", "status", "cli-batch", env=env).stdout)
-    assert status["statuses"] == {"COMPLETED": 12} and status["state"] == "COMPLETED"
+    assert status["jobs_by_state"] == {"SUCCEEDED": 12} and status["state"] == "SUCCEEDED"
+    assert status["inputs"] == 12 and status["task"] == "square"
     resumed = json.loads(rph("--json", "batch", "resume", "cli-batch", env=env).stdout)
     assert resumed["results"] == [i * i for i in range(12)]  # nothing left to run: answered from the store

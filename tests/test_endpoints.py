@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
-from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.config import ApiKey
-from runpod_hybrid.endpoints import Endpoints
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
 from runpod_hybrid.errors import NotFoundError
-from runpod_hybrid.graphql import GraphQLClient
+from runpod_hybrid.serverless import Endpoints
 
 from conftest import ApiTarget, FakeTime
 
 
 def endpoints(target: ApiTarget, fake_time: FakeTime) -> Endpoints:
-    transport = HttpTransport(ApiKey(target.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock)
-    return Endpoints(GraphQLClient(transport, target.url))
+    return Endpoints(GraphQLPodApi(GraphQLClient(target.transport(fake_time), target.url)))
 
 
 @pytest.mark.vcr
-def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     api = endpoints(runpod_api, fake_time)
     deployed = api.deploy(
         "embedder",
@@ -40,10 +34,13 @@ def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime, vcr:
     assert api.list() == []
     with pytest.raises(NotFoundError, match="rph endpoint list"):
         api.get(deployed.id)
-    bodies = [json.loads(r.body) for r in vcr.requests]
-    template = next(b for b in bodies if b["operationName"] == "SaveTemplate")["variables"]["input"]
+    bodies = runpod_api.sent_bodies()
+    [template] = [b["variables"]["input"] for b in runpod_api.sent_bodies("SaveTemplate")]
     assert template["isServerless"] is True and template["imageName"] == "me/worker:1"
-    assert all(e["value"] == "<redacted>" for e in template["env"])
+    assert {e["key"]: e["value"] for e in template["env"]} == {
+        "RPH_TASKS": "my_tasks",
+        "HF_TOKEN": "hf_secret",
+    }
     order = [b["operationName"] for b in bodies if b["operationName"].startswith("Delete")]
     assert order == ["DeleteEndpoint", "DeleteTemplate"]
 

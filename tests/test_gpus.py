@@ -6,11 +6,9 @@ import pytest
 
 from runpod_hybrid._http import HttpTransport
 from runpod_hybrid.config import ApiKey
+from runpod_hybrid.controlplane import GpuOffer, GpuType, GraphQLClient, GraphQLPodApi
 from runpod_hybrid.errors import ConfigError
-from runpod_hybrid.gpus import GpuPreferences, Gpus, choose, resolve_gpu_id
-from runpod_hybrid.graphql import GraphQLClient
-from runpod_hybrid.models import GpuOffer, GpuType
-from runpod_hybrid.podapi import GraphQLPodApi
+from runpod_hybrid.pods import GpuPreferences, Gpus, choose, resolve_gpu_id
 
 from conftest import ApiTarget, FakeTime
 

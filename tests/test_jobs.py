@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from runpod_hybrid.client import Hybrid
-from runpod_hybrid.config import load_config
+from runpod_hybrid import RunPod
+from runpod_hybrid.config import Settings, load_config
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
 from runpod_hybrid.errors import BudgetExceededError, PodNotReadyError
-from runpod_hybrid.jobs import Jobs
-from runpod_hybrid.jobspec import JobSpec
-from runpod_hybrid.router import PlanContext, PodOffer, load_prices
+from runpod_hybrid.jobs import Jobs, JobSpec, JobStore, Observation, PodCommandBackend, PodOffer
+from runpod_hybrid.pods import Pods
 
-from conftest import SENTINEL_KEY, eventually
+from conftest import SENTINEL_KEY, FakeTime, eventually
 from runpod_standin import StandinServer
 from sshd_pod import SshdPod
 
@@ -104,24 +104,42 @@ def test_cancel_a_detached_local_command_job(env: dict[str, str], tmp_path: Path
     )
 
 
-def test_over_budget_is_refused_before_anything_is_created(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hybrid = Hybrid(config=load_config("rpa_BUDGETTESTKEY0000000000000000", env={}, home=isolated_home))
-    created: list[str] = []
-    monkeypatch.setattr(type(hybrid), "pods", property(lambda _self: created.append("pods") or None))
-    monkeypatch.setattr(
-        Jobs,
-        "context",
-        lambda _self, _job, **_kw: PlanContext(
-            True, {}, load_prices(), [PodOffer("NVIDIA GeForce RTX 4090", 0.69)]
-        ),
+class RecordingBackend:
+    """A backend that only notes what it was asked to start (the budget test must see nothing started)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, job: JobSpec, record: object, events: object) -> Observation:
+        self.started.append(job.name)
+        return Observation("RUNNING")
+
+
+def test_over_budget_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    backend = RecordingBackend()
+    store = JobStore(tmp_path / "jobs.db")
+    jobs = Jobs(
+        store,
+        Settings(),
+        has_api_key=True,
+        backends={("command", "pod"): backend},  # type: ignore[dict-item]
+        pod_offers=lambda _job: [PodOffer("NVIDIA GeForce RTX 4090", 0.69)],
     )
     job = JobSpec.for_command(["python", "train.py"], expected_runtime_s=3600.0, budget_usd=0.10)
     with pytest.raises(BudgetExceededError, match=r"over the job's budget of \$0\.1000"):
-        hybrid.submit(job)
-    assert created == []
-    assert hybrid.job_store.recent() == []
+        jobs.submit(job)
+    assert backend.started == [] and store.recent() == []
+
+
+def pod_jobs(rp: RunPod, pods: Pods, root: str, poll_s: float) -> Jobs:
+    """Jobs whose only backend is the pod backend, on our own pods resource and pod root."""
+    return Jobs(
+        rp.job_store,
+        rp.config.settings,
+        has_api_key=True,
+        backends={("command", "pod"): PodCommandBackend(pods, rp.remote, root=root, poll_s=poll_s)},
+        pod_offers=lambda _job: [],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +170,8 @@ def test_run_a_command_job_on_a_pod_end_to_end(
     settings = isolated_home / "settings.toml"
     settings.write_text(f'ssh_key_path = "{sshd.client_key}"\n')
     config = load_config(SENTINEL_KEY, env={"RPH_CONFIG": str(settings)}, home=isolated_home)
-    hybrid = Hybrid(config=config, graphql_url=standin.url)
-    jobs = Jobs(hybrid, pod_root=str(sshd.workspace), pod_poll_s=0.2)
+    rp = RunPod(config=config, graphql_url=standin.url)
+    jobs = pod_jobs(rp, rp.pods, str(sshd.workspace), 0.2)
     work = tmp_path / "project"
     work.mkdir()
     (work / "train.sh").write_text(
@@ -167,8 +185,10 @@ def test_run_a_command_job_on_a_pod_end_to_end(
         on_finish="stop",
         gpu_types=("NVIDIA RTX A4000",),
     )
-    plan, handle = jobs.submit(job)
-    assert plan.backend == "pod" and handle.status() == "SUCCEEDED"
+    outputs = jobs.run(job)
+    [handle] = jobs.list()
+    assert handle.backend == "pod" and handle.status() == "SUCCEEDED"
+    assert outputs == [tmp_path / "rph-outputs" / handle.id / "out" / "result.txt"]
     [create] = standin.state.calls_of("CreateOnDemandPod")
     assert "boot.sh" in create["input"]["dockerArgs"] and create["input"]["terminateAfter"]
     assert (
@@ -219,17 +239,16 @@ def test_a_pod_whose_job_cannot_start_is_stopped(
 ) -> None:
     """Readiness fails (the container crash loops): the new pod is stopped at once, not left billing."""
     standin.state.new_pod_runtime = {"uptimeInSeconds": 0, "ports": None, "gpus": [], "container": None}
-    config = load_config(SENTINEL_KEY, env={}, home=isolated_home)
-    hybrid = Hybrid(config=config, graphql_url=standin.url)
-    clock = [0.0]
-    pods = hybrid.pods
-    pods._clock = lambda: clock[0]  # our seam: time passes without waiting
-
-    def sleep(seconds: float) -> None:
-        clock[0] += seconds
-
-    pods._sleep = sleep
-    jobs = Jobs(hybrid)
+    rp = RunPod(config=load_config(SENTINEL_KEY, env={}, home=isolated_home), graphql_url=standin.url)
+    fake_time = FakeTime()  # the pods resource waits on our clock: time passes without waiting
+    pods = Pods(
+        GraphQLPodApi(GraphQLClient(rp.transport, standin.url)),
+        rp.config.settings,
+        public_key=lambda: "ssh-ed25519 AAAA test",
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )
+    jobs = pod_jobs(rp, pods, "/workspace", 5.0)
     (tmp_path / "w").mkdir()
     job = JobSpec.for_command(["true"], workdir=str(tmp_path / "w"), gpu_types=("NVIDIA RTX A4000",))
     with pytest.raises(PodNotReadyError) as info:
@@ -237,12 +256,12 @@ def test_a_pod_whose_job_cannot_start_is_stopped(
     [pod_id] = list(standin.state.pods)
     assert "crash" in str(info.value) and f"pod {pod_id} was stopped" in " ".join(info.value.__notes__)
     assert [c["input"]["podId"] for c in standin.state.calls_of("StopPod")] == [pod_id]
-    assert hybrid.job_store.recent()[0].status == "FAILED"
+    [record] = rp.job_store.recent()
+    assert record.state == "FAILED" and f"pod {pod_id} was stopped" in (record.error or "")
 
 
 MAP_SCRIPT = """
-from runpod_hybrid import task
-from runpod_hybrid.client import Hybrid
+from runpod_hybrid import RunPod, task
 
 
 @task
@@ -251,7 +270,7 @@ def double(x: int) -> int:
 
 
 if __name__ == "__main__":
-    print(Hybrid().map(double, [1, 2, 3]))
+    print(RunPod().jobs.map(double, [1, 2, 3]))
 """
 
 

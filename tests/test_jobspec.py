@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runpod_hybrid.errors import ConfigError
-from runpod_hybrid.jobspec import load_job_file
+from runpod_hybrid.jobs import load_job_file
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -6,9 +6,8 @@ import json
 import pytest
 import structlog
 
+from runpod_hybrid._logging import REDACTED, configure_logging, redact_text, redact_value
 from runpod_hybrid.config import ApiKey
-from runpod_hybrid.logs import configure_logging
-from runpod_hybrid.redact import REDACTED, redact_text, redact_value
 
 from conftest import SENTINEL_KEY
 

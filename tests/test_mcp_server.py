@@ -19,7 +19,7 @@ import anyio
 import pytest
 from mcp_messages import MCP_INITIALIZE
 
-from runpod_hybrid.client import Hybrid
+from runpod_hybrid import RunPod
 from runpod_hybrid.config import load_config
 from runpod_hybrid_mcp.server import build_server
 
@@ -69,9 +69,9 @@ def result_json(result: Any) -> Any:
     return json.loads(result.content[0].text)
 
 
-def keyed(standin: StandinServer, home: Path) -> Callable[[], Hybrid]:
+def keyed(standin: StandinServer, home: Path) -> Callable[[], RunPod]:
     config = load_config(SENTINEL_KEY, env={}, home=home)
-    return lambda: Hybrid(config=config, graphql_url=standin.url)
+    return lambda: RunPod(config=config, graphql_url=standin.url)
 
 
 def test_every_tool_with_honest_annotations() -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runpod_hybrid.models import GpuType, Pod, PodTelemetry, name_with_token, token_of
+from runpod_hybrid.controlplane import GpuType, Pod, PodTelemetry, name_with_token, token_of
 
 SAMPLES = Path(__file__).parent / "data" / "runpod-samples"
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from runpod_hybrid.errors import RemoteCommandError
-from runpod_hybrid.localrunner import LocalRunner
-from runpod_hybrid.podjobs import PodJobs, PodJobSpec, boot_docker_args, parse_nvidia_smi
+from runpod_hybrid.jobs import DetachedJobs, DetachedJobSpec, parse_nvidia_smi
+from runpod_hybrid.jobs.runner import boot_docker_args
+from runpod_hybrid.remote import LocalRunner
 
 from conftest import eventually
 from sshd_pod import SshdPod
@@ -32,17 +33,19 @@ echo "final $step" > out/result.txt
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> tuple[PodJobs, Path]:
+def local(tmp_path: Path) -> tuple[DetachedJobs, Path]:
     work = tmp_path / "workspace" / "work"
     work.mkdir(parents=True)
-    return PodJobs(LocalRunner(), str(tmp_path / "workspace")), work
+    return DetachedJobs(LocalRunner(), str(tmp_path / "workspace")), work
 
 
-def spec(job_id: str, work: Path, **env: str) -> PodJobSpec:
-    return PodJobSpec(job_id, TRAIN, str(work), outputs=("out",), env={"STEPS": "5", **env}, heartbeat_s=0.1)
+def spec(job_id: str, work: Path, **env: str) -> DetachedJobSpec:
+    return DetachedJobSpec(
+        job_id, TRAIN, str(work), outputs=("out",), env={"STEPS": "5", **env}, heartbeat_s=0.1
+    )
 
 
-def test_run_to_completion_then_fetch_verified(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+def test_run_to_completion_then_fetch_verified(local: tuple[DetachedJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
     first = jobs.start(spec("train", work))
     assert first.state in ("RUNNING", "SUCCEEDED") and first.attempt == 1
@@ -55,7 +58,7 @@ def test_run_to_completion_then_fetch_verified(local: tuple[PodJobs, Path], tmp_
     assert [p.read_text() for p in fetched] == ["final 5\n"]
 
 
-def test_start_twice_gives_one_process(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+def test_start_twice_gives_one_process(local: tuple[DetachedJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
     hold = tmp_path / "release"
     job = spec("once", work, HOLD=str(hold), HOLD_STEP="2")
@@ -68,7 +71,7 @@ def test_start_twice_gives_one_process(local: tuple[PodJobs, Path], tmp_path: Pa
 
 
 def test_restart_resumes_as_attempt_2_from_the_checkpoint(
-    local: tuple[PodJobs, Path], tmp_path: Path
+    local: tuple[DetachedJobs, Path], tmp_path: Path
 ) -> None:
     jobs, work = local
     hold = tmp_path / "release"
@@ -105,20 +108,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_cancel_kills_the_process_group(local: tuple[PodJobs, Path], tmp_path: Path) -> None:
+def test_cancel_kills_the_process_group(local: tuple[DetachedJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
-    jobs.start(PodJobSpec("forever", "sleep 300 & sleep 300; wait", str(work), heartbeat_s=0.1))
+    jobs.start(DetachedJobSpec("forever", "sleep 300 & sleep 300; wait", str(work), heartbeat_s=0.1))
     pid = int(eventually(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().strip()))
     status = jobs.cancel("forever", grace_s=2)
     assert status.state == "CANCELLED"
     assert not _alive(pid)
-    assert jobs.start(PodJobSpec("forever", "true", str(work))).state == "CANCELLED"  # not restarted
+    assert jobs.start(DetachedJobSpec("forever", "true", str(work))).state == "CANCELLED"  # not restarted
 
 
-def test_log_rotation_keeps_a_200mb_log_bounded(local: tuple[PodJobs, Path]) -> None:
+def test_log_rotation_keeps_a_200mb_log_bounded(local: tuple[DetachedJobs, Path]) -> None:
     jobs, work = local
     writer = "i=0; while [ $i -lt 200 ]; do head -c 1048576 /dev/zero | tr '\\0' 'x'; echo; i=$((i+1)); sleep 0.005; done; echo LAST"
-    jobs.start(PodJobSpec("chatty", writer, str(work), log_max_bytes=20 * 1024 * 1024, heartbeat_s=0.05))
+    jobs.start(DetachedJobSpec("chatty", writer, str(work), log_max_bytes=20 * 1024 * 1024, heartbeat_s=0.05))
     eventually(lambda: jobs.status("chatty").finished, timeout_s=120)
     job_dir = Path(jobs.job_dir("chatty"))
     on_disk = sum((job_dir / name).stat().st_size for name in ("log", "log.1") if (job_dir / name).exists())
@@ -127,7 +130,7 @@ def test_log_rotation_keeps_a_200mb_log_bounded(local: tuple[PodJobs, Path]) -> 
 
 
 def test_outputs_are_fetched_and_verified_before_the_pod_is_released(
-    local: tuple[PodJobs, Path], tmp_path: Path
+    local: tuple[DetachedJobs, Path], tmp_path: Path
 ) -> None:
     jobs, work = local
     calls: list[str] = []
@@ -178,7 +181,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPod]:
 
 def test_job_survives_a_dropped_ssh_connection(sshd: SshdPod, tmp_path: Path) -> None:
     runner = sshd.runner(pod_id="jobs")
-    jobs = PodJobs(runner, str(sshd.workspace))
+    jobs = DetachedJobs(runner, str(sshd.workspace))
     work = sshd.workspace / "w"
     work.mkdir(exist_ok=True)
     hold = tmp_path / "release"
@@ -210,23 +213,23 @@ def runpodctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_unwatched_finish_stops_its_own_pod_but_a_watched_one_leaves_it_to_the_client(
-    local: tuple[PodJobs, Path], runpodctl: Path
+    local: tuple[DetachedJobs, Path], runpodctl: Path
 ) -> None:
     jobs, work = local
-    jobs.start(PodJobSpec("unwatched", "true", str(work), on_finish="stop", heartbeat_s=0.1))
+    jobs.start(DetachedJobSpec("unwatched", "true", str(work), on_finish="stop", heartbeat_s=0.1))
     eventually(runpodctl.exists)
     assert runpodctl.read_text() == "stop pod pod-under-test\n"
     runpodctl.unlink()
-    jobs.start(PodJobSpec("watched", "sleep 0.5", str(work), on_finish="stop", heartbeat_s=0.1))
+    jobs.start(DetachedJobSpec("watched", "sleep 0.5", str(work), on_finish="stop", heartbeat_s=0.1))
     assert jobs.follow("watched", lambda _t: None, poll_s=0.05).state == "SUCCEEDED"
     assert not runpodctl.exists()  # the client copies outputs first, then stops the pod itself
 
 
 def test_dead_man_timer_stops_the_pod_when_heartbeats_stop(
-    local: tuple[PodJobs, Path], runpodctl: Path
+    local: tuple[DetachedJobs, Path], runpodctl: Path
 ) -> None:
     jobs, work = local
-    jobs.start(PodJobSpec("stuck", "sleep 300", str(work), heartbeat_s=0.2, idle_stop_s=1))
+    jobs.start(DetachedJobSpec("stuck", "sleep 300", str(work), heartbeat_s=0.2, idle_stop_s=1))
     job_dir = Path(jobs.job_dir("stuck"))
     os.killpg(int((job_dir / "supervisor.pid").read_text()), signal.SIGKILL)  # heartbeats stop
     eventually(runpodctl.exists, timeout_s=20)

@@ -3,7 +3,6 @@ cannot hold (a create that hangs after acting) run against the live stand-in."""
 
 from __future__ import annotations
 
-import json
 import socket
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,7 +11,9 @@ from typing import Any
 import pytest
 
 from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.config import ApiKey, Settings
+from runpod_hybrid.config import Settings
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
+from runpod_hybrid.controlplane.graphql import create_variables
 from runpod_hybrid.errors import (
     BudgetExceededError,
     CapacityError,
@@ -20,9 +21,7 @@ from runpod_hybrid.errors import (
     NotFoundError,
     PodNotReadyError,
 )
-from runpod_hybrid.graphql import GraphQLClient
-from runpod_hybrid.podapi import GraphQLPodApi, create_variables
-from runpod_hybrid.pods import CreateAttempt, Pods, PodSpec, build_request, preview_create, tcp_accepts
+from runpod_hybrid.pods import CreateAttempt, Pods, PodSpec, build_request, tcp_accepts
 
 from conftest import SENTINEL_KEY, ApiTarget, FakeTime
 from runpod_standin import Fault, StandinServer
@@ -43,12 +42,7 @@ def make_pods(
     probe: Any = lambda _host, _port: True,
     read_timeout_s: float = 30.0,
 ) -> Pods:
-    transport = HttpTransport(
-        ApiKey(target.key, "test"),
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-        read_timeout_s=read_timeout_s,
-    )
+    transport = target.transport(fake_time, read_timeout_s=read_timeout_s)
     api = GraphQLPodApi(GraphQLClient(transport, target.url))
     return Pods(
         api,
@@ -62,12 +56,11 @@ def make_pods(
     )
 
 
-def sent_creates(cassette: Any) -> list[dict[str, Any]]:
-    """The create variables as recorded (env values scrubbed), in order."""
-    bodies = [json.loads(r.body) for r in cassette.requests]
+def sent_creates(target: ApiTarget) -> list[dict[str, Any]]:
+    """The create variables the SDK sent in this test, in order."""
     return [
         b["variables"]["input"]
-        for b in bodies
+        for b in target.sent_bodies()
         if b["operationName"] in ("CreateOnDemandPod", "CreateSpotPod")
     ]
 
@@ -95,9 +88,7 @@ RUNNING_RUNTIME = {
 
 
 @pytest.mark.vcr
-def test_create_sends_ttl_ssh_port_public_key_and_token(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
-) -> None:
+def test_create_sends_ttl_ssh_port_public_key_and_token(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     pods = make_pods(runpod_api, fake_time)
     result = pods.create(
         PodSpec(
@@ -106,17 +97,20 @@ def test_create_sends_ttl_ssh_port_public_key_and_token(
     )
     assert result.pod.name == f"train-rph-{TOKEN}" and result.pod.client_token == TOKEN
     assert [a.outcome for a in result.attempts] == ["created"]
-    [sent] = sent_creates(vcr)
+    [sent] = sent_creates(runpod_api)
     assert sent["terminateAfter"] == "2026-11-27T12:00:00Z"  # the 24 h default TTL
     assert sent["ports"] == "22/tcp"
     assert sent["startSsh"] is True and sent["supportPublicIp"] is True
-    assert {e["key"] for e in sent["env"]} == {"HF_TOKEN", "PUBLIC_KEY", "RPH_CLIENT_TOKEN"}
-    assert all(e["value"] == "<redacted>" for e in sent["env"])  # scrubbed before the cassette was written
+    assert {e["key"]: e["value"] for e in sent["env"]} == {
+        "HF_TOKEN": "hf_secret",
+        "PUBLIC_KEY": PUBLIC_KEY,
+        "RPH_CLIENT_TOKEN": TOKEN,
+    }
 
 
 def test_create_variables_carry_the_real_values() -> None:
     spec = PodSpec(gpu_types=(RTX4090,), extra_ports=("8888/http", "22/tcp"), ttl_h=2, env={"A": "1"})
-    from runpod_hybrid.gpus import Candidate
+    from runpod_hybrid.pods import Candidate
 
     candidate = Candidate(RTX4090, "RTX 4090", "COMMUNITY", 1, 0.44, 0.3, "High")
     variables = create_variables(
@@ -137,7 +131,7 @@ def test_create_variables_carry_the_real_values() -> None:
 
 @pytest.mark.vcr
 def test_falls_back_across_three_candidates_through_two_capacity_shapes(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+    runpod_api: ApiTarget, fake_time: FakeTime
 ) -> None:
     state = runpod_api.seed()
     if state is not None:
@@ -152,13 +146,13 @@ def test_falls_back_across_three_candidates_through_two_capacity_shapes(
         (ADA2000, "created"),
     ]
     assert seen == list(result.attempts)
-    assert [c["gpuTypeId"] for c in sent_creates(vcr)] == [RTX4090, A4000, ADA2000]
-    assert len({c["name"] for c in sent_creates(vcr)}) == 1  # one token for the whole create
+    assert [c["gpuTypeId"] for c in sent_creates(runpod_api)] == [RTX4090, A4000, ADA2000]
+    assert len({c["name"] for c in sent_creates(runpod_api)}) == 1  # one token for the whole create
     assert fake_time.sleeps == []
 
 
 @pytest.mark.vcr
-def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     state = runpod_api.seed()
     if state is not None:
         state.faults["CreateOnDemandPod"].append(Fault.capacity_message())
@@ -169,56 +163,52 @@ def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: Fak
         ("SECURE", "no_capacity"),
         ("COMMUNITY", "created"),
     ]
-    assert [c["cloudType"] for c in sent_creates(vcr)] == ["SECURE", "COMMUNITY"]
+    assert [c["cloudType"] for c in sent_creates(runpod_api)] == ["SECURE", "COMMUNITY"]
 
 
 @pytest.mark.vcr
 def test_nothing_in_stock_is_a_capacity_error_without_a_create(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+    runpod_api: ApiTarget, fake_time: FakeTime
 ) -> None:
     with pytest.raises(CapacityError, match="rph gpus"):
         make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=("NVIDIA H100 NVL",)))
-    assert sent_creates(vcr) == []
+    assert sent_creates(runpod_api) == []
 
 
 @pytest.mark.vcr
 def test_over_the_per_pod_cap_is_refused_before_any_create(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
+    runpod_api: ApiTarget, fake_time: FakeTime
 ) -> None:
     settings = Settings(max_pod_usd_per_hour=1.0)
     with pytest.raises(BudgetExceededError) as info:
         make_pods(runpod_api, fake_time, settings).create(PodSpec(gpu_types=(RTX4090,), gpu_count=2))
     assert info.value.cost_usd == pytest.approx(1.38) and info.value.cap_usd == 1.0
     assert "$1.38/h" in str(info.value) and "max_pod_usd_per_hour" in str(info.value)
-    assert sent_creates(vcr) == []
+    assert sent_creates(runpod_api) == []
 
 
 @pytest.mark.vcr
-def test_over_the_total_cap_is_refused_before_any_create(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
-) -> None:
+def test_over_the_total_cap_is_refused_before_any_create(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     seed_pod(runpod_api, costPerHr=4.0, adjustedCostPerHr=4.0)
     settings = Settings(max_total_usd_per_hour=4.5)
     with pytest.raises(BudgetExceededError, match=r"Running pods cost \$4\.00/h"):
         make_pods(runpod_api, fake_time, settings).create(PodSpec(gpu_types=(RTX4090,)))
-    assert sent_creates(vcr) == []
+    assert sent_creates(runpod_api) == []
 
 
 @pytest.mark.vcr
-def test_spot_create_bids_the_current_minimum(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+def test_spot_create_bids_the_current_minimum(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     result = make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True))
     assert result.pod.is_spot
-    [sent] = sent_creates(vcr)
+    [sent] = sent_creates(runpod_api)
     assert sent["bidPerGpu"] == 0.35 and sent["terminateAfter"] == "2026-11-27T12:00:00Z"
 
 
 @pytest.mark.vcr
-def test_spot_bid_below_minimum_is_refused_before_create(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
-) -> None:
+def test_spot_bid_below_minimum_is_refused_before_create(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     with pytest.raises(ConfigError, match=r"below the current minimum bid \$0\.350"):
         make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True, bid_per_gpu_usd=0.1))
-    assert sent_creates(vcr) == []
+    assert sent_creates(runpod_api) == []
 
 
 @pytest.mark.vcr
@@ -289,14 +279,12 @@ def test_resume_on_a_full_host_advises(runpod_api: ApiTarget, fake_time: FakeTim
 
 
 @pytest.mark.vcr
-def test_start_of_a_spot_pod_bids_again(runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any) -> None:
+def test_start_of_a_spot_pod_bids_again(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     pod_id = seed_pod(
         runpod_api, desiredStatus="EXITED", podType="INTERRUPTABLE", costPerHr=0.35, adjustedCostPerHr=0.35
     )
     make_pods(runpod_api, fake_time).start(pod_id)
-    resumes = [
-        json.loads(r.body) for r in vcr.requests if json.loads(r.body)["operationName"] == "ResumeSpotPod"
-    ]
+    resumes = runpod_api.sent_bodies("ResumeSpotPod")
     assert resumes and resumes[0]["variables"]["input"] == {"podId": pod_id, "gpuCount": 1, "bidPerGpu": 0.35}
 
 
@@ -416,23 +404,45 @@ def test_telemetry_and_ssh_endpoint(runpod_api: ApiTarget, fake_time: FakeTime) 
 # --- offline ------------------------------------------------------------------------------------------------
 
 
-def test_preview_needs_no_api_and_bounds_cost() -> None:
-    preview = preview_create(
-        PodSpec(gpu_types=(RTX4090, A4000), cloud_type="SECURE", fallback_cloud_types=("COMMUNITY",)),
-        Settings(max_pod_usd_per_hour=2.5),
-        public_key=PUBLIC_KEY,
-        now=NOW,
-        token=TOKEN,
+def offline_pods(settings: Settings) -> Pods:
+    """Pods whose API can never be reached: a transport with no key to an address nothing listens on."""
+    api = GraphQLPodApi(GraphQLClient(HttpTransport(None), "http://127.0.0.1:9/graphql"))
+    return Pods(
+        api,
+        settings,
+        public_key=lambda: pytest.fail("a preview must not make an SSH key"),
+        existing_public_key=lambda: None,
+        now=lambda: NOW,
+        new_token=lambda: TOKEN,
     )
-    assert [(r.gpu_type_id, r.cloud_type) for r in preview.requests] == [
-        (RTX4090, "SECURE"),
-        (A4000, "SECURE"),
-        (RTX4090, "COMMUNITY"),
-        (A4000, "COMMUNITY"),
+
+
+def test_preview_needs_no_api_and_bounds_cost() -> None:
+    preview = offline_pods(Settings(max_pod_usd_per_hour=2.5)).preview(
+        PodSpec(
+            gpu_types=(RTX4090, A4000),
+            cloud_type="SECURE",
+            fallback_cloud_types=("COMMUNITY",),
+            env={"HF_TOKEN": "hf_secret"},
+        )
+    )
+    calls = [
+        (c.operation, c.arguments["input"]["gpuTypeId"], c.arguments["input"]["cloudType"])
+        for c in preview.calls
     ]
+    assert calls == [
+        ("podFindAndDeployOnDemand", RTX4090, "SECURE"),
+        ("podFindAndDeployOnDemand", A4000, "SECURE"),
+        ("podFindAndDeployOnDemand", RTX4090, "COMMUNITY"),
+        ("podFindAndDeployOnDemand", A4000, "COMMUNITY"),
+    ]
+    env = {e["key"]: e["value"] for e in preview.calls[0].arguments["input"]["env"]}
+    assert env["HF_TOKEN"] == "<redacted>" and env["RPH_CLIENT_TOKEN"] == "<redacted>"
     assert preview.max_usd_per_hour == 2.5
+    spot = offline_pods(Settings()).preview(PodSpec(gpu_types=(RTX4090,), spot=True, bid_per_gpu_usd=0.3))
+    assert [c.operation for c in spot.calls] == ["podRentInterruptable"]
     with pytest.raises(ConfigError, match="--gpu"):
-        preview_create(PodSpec(), Settings(), public_key=PUBLIC_KEY, now=NOW, token=TOKEN)
+        offline_pods(Settings()).preview(PodSpec())
 
 
 def test_tcp_probe_against_a_real_socket() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from runpod_hybrid.polling import PollSchedule
+from runpod_hybrid.serverless.polling import PollSchedule
 
 Draw = Callable[[random.Random], float]
 

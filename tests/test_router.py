@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runpod_hybrid.jobspec import JobSpec, load_job_file
-from runpod_hybrid.router import (
+from runpod_hybrid.jobs import JobSpec, load_job_file
+from runpod_hybrid.jobs.planner import (
     COLD_START_S,
     IDLE_TIMEOUT_S,
     POD_BOOT_S,

@@ -9,7 +9,7 @@ import graphql
 import pytest
 
 import runpod_hybrid
-from runpod_hybrid import graphql as gql
+from runpod_hybrid.controlplane import documents as gql
 
 from runpod_standin import merged_schema, third_party_schema
 
@@ -20,17 +20,17 @@ THIRD_PARTY_SDL_GAPS = {"GPU_TYPES": {"maxUnreservedGpuCount", "availableGpuCoun
 def sdk_documents() -> dict[str, str]:
     """Every module-level string constant in runpod_hybrid that is a named GraphQL operation."""
     found: dict[str, str] = {}
-    for info in pkgutil.iter_modules(runpod_hybrid.__path__):
-        if info.name in ("cli", "__main__"):
+    for info in pkgutil.walk_packages(runpod_hybrid.__path__, "runpod_hybrid."):
+        if info.name.startswith("runpod_hybrid.cli") or info.name.endswith("__main__"):
             continue
-        module = importlib.import_module(f"runpod_hybrid.{info.name}")
+        module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             if (
                 name.isupper()
                 and isinstance(value, str)
                 and value.lstrip().startswith(("query ", "mutation "))
             ):
-                found[f"{info.name}.{name}"] = value
+                found[f"{info.name.rsplit('.', 1)[-1]}.{name}"] = value
     return found
 
 
@@ -38,7 +38,7 @@ DOCUMENTS = sdk_documents()
 
 
 def test_documents_were_found() -> None:
-    assert "graphql.CREATE_ON_DEMAND_POD" in DOCUMENTS
+    assert "documents.CREATE_ON_DEMAND_POD" in DOCUMENTS
     assert len(DOCUMENTS) >= 10
 
 

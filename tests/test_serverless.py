@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -20,10 +19,10 @@ from typing import Any
 import pytest
 
 from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.endpoint_emulator import LocalEndpoint
 from runpod_hybrid.errors import JobError, JobExpiredError
-from runpod_hybrid.jobstore import JobStore
-from runpod_hybrid.serverless import Endpoint, MapFailure, RateLimiter
+from runpod_hybrid.jobs import JobStore
+from runpod_hybrid.serverless import BatchProgress, Endpoint, LocalEndpoint, MapFailure
+from runpod_hybrid.serverless.client import RateLimiter
 
 from conftest import eventually
 
@@ -40,7 +39,7 @@ def local() -> Iterator[LocalEndpoint]:
 @pytest.fixture
 def endpoint(local: LocalEndpoint, tmp_path: Path) -> Endpoint:
     return Endpoint(
-        "local", HttpTransport(None), base_url=local.base_url, store=JobStore(tmp_path / "jobs.db")
+        "local", HttpTransport(None), base_url=local.base_url, ledger=JobStore(tmp_path / "jobs.db")
     )
 
 
@@ -58,7 +57,7 @@ def test_raising_task_fails_with_type_and_traceback(endpoint: Endpoint) -> None:
     job_id = endpoint.run({"task": "boom", "input": "kaput"})
     with pytest.raises(JobError) as info:
         endpoint.wait(job_id, first_poll_s=0.05)
-    assert info.value.status == "FAILED"
+    assert info.value.state == "FAILED"
     assert info.value.error.startswith("RuntimeError: kaput")
     assert "Traceback" in info.value.error and "sample_tasks.py" in info.value.error
 
@@ -66,7 +65,7 @@ def test_raising_task_fails_with_type_and_traceback(endpoint: Endpoint) -> None:
 def test_soft_error_fails_with_its_string(endpoint: Endpoint) -> None:
     with pytest.raises(JobError) as info:
         endpoint.call("soft_error", "out of memory, try a smaller batch")
-    assert info.value.status == "FAILED" and info.value.error == "out of memory, try a smaller batch"
+    assert info.value.state == "FAILED" and info.value.error == "out of memory, try a smaller batch"
 
 
 def test_unknown_task_fails_listing_known_ones(endpoint: Endpoint) -> None:
@@ -80,13 +79,8 @@ def test_cancel_stops_the_running_task(endpoint: Endpoint, tmp_path: Path) -> No
     eventually(beat.exists)
     assert endpoint.cancel(job_id)["status"] == "CANCELLED"
 
-    # The worker hears the stop on its long-poll and the task thread is interrupted: the beat stops.
-    def stopped() -> bool:
-        first = beat.read_text()
-        time.sleep(0.3)
-        return beat.read_text() == first
-
-    eventually(stopped)
+    # The worker hears the stop on its long-poll and the task thread is interrupted: the task ends.
+    eventually(Path(f"{beat}.ended").exists)
     assert endpoint.status(job_id)["status"] == "CANCELLED"
     assert list(endpoint.stream(job_id)) == []  # the stream ends on CANCELLED too
 
@@ -172,33 +166,29 @@ def test_map_200_inputs_with_failures_and_retries(
         for i in range(200)
     ]
     submitted_before = local.state.runs_submitted
-    seen: list[dict[str, int]] = []
-    results = list(endpoint.map("flaky", inputs, concurrency=16, retries=2, progress=seen.append))
+    seen: list[BatchProgress] = []
+    results = list(endpoint.map("flaky", inputs, concurrency=16, retries=2, on_progress=seen.append))
     assert results == list(range(200))
     assert local.state.runs_submitted - submitted_before == 200 + 20  # 20 inputs failed once
-    assert seen[-1]["done"] == 200 and seen[-1]["retried"] == 20 and seen[-1]["failed"] == 0
+    assert (seen[-1].done, seen[-1].retried, seen[-1].failed) == (200, 20, 0)
 
 
 def test_map_unordered_and_exceptions_as_values(endpoint: Endpoint) -> None:
-    results = list(
-        endpoint.map(
-            "boom", ["a", "b"], retries=0, return_exceptions=True, order_outputs=False, progress=False
-        )
-    )
+    results = list(endpoint.map("boom", ["a", "b"], retries=0, return_exceptions=True, order_outputs=False))
     assert len(results) == 2 and all(isinstance(r, MapFailure) for r in results)
     assert sorted(r.index for r in results) == [0, 1]
     with pytest.raises(JobError, match="RuntimeError"):
-        list(endpoint.map("boom", ["c"], retries=1, progress=False))
+        list(endpoint.map("boom", ["c"], retries=1))
 
 
 CRASHING_MAP = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.jobstore import JobStore
+from runpod_hybrid.jobs import JobStore
 from runpod_hybrid.serverless import Endpoint
-endpoint = Endpoint("local", HttpTransport(None), base_url={base_url!r}, store=JobStore(__import__("pathlib").Path({db!r})))
-for n, value in enumerate(endpoint.map("square", list(range(60)), concurrency=8, batch_id="crashy", progress=False)):
+endpoint = Endpoint("local", HttpTransport(None), base_url={base_url!r}, ledger=JobStore(__import__("pathlib").Path({db!r})))
+for n, value in enumerate(endpoint.map("square", list(range(60)), concurrency=8, batch_id="crashy")):
     if n == 20:
         os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -214,12 +204,12 @@ def test_resume_after_a_crash_submits_nothing_twice(local: LocalEndpoint, tmp_pa
     assert result.returncode == -signal.SIGKILL, result.stderr
     submitted_by_crashed = local.state.runs_submitted - before
     assert 20 < submitted_by_crashed < 60
-    endpoint = Endpoint("local", HttpTransport(None), base_url=local.base_url, store=JobStore(db))
-    assert list(endpoint.resume_batch("crashy", progress=False)) == [i * i for i in range(60)]
+    endpoint = Endpoint("local", HttpTransport(None), base_url=local.base_url, ledger=JobStore(db))
+    assert list(endpoint.resume_batch("crashy")) == [i * i for i in range(60)]
     assert local.state.runs_submitted - before == 60  # each input submitted exactly once
     store = JobStore(db)
-    assert store.get_batch("crashy").status == "COMPLETED"  # type: ignore[union-attr]
-    assert len({r.batch_index for r in store.batch_jobs("crashy")}) == 60
+    assert store.get_batch("crashy").state == "SUCCEEDED"  # type: ignore[union-attr]
+    assert [s.index for s in store.submissions("crashy")] == list(range(60))
 
 
 class FakeClock:
@@ -258,14 +248,8 @@ def test_execution_timeout_times_out_and_stops_the_worker(tmp_path: Path) -> Non
         ep.state.tick()
         with pytest.raises(JobError) as info:
             endpoint.wait(job_id, first_poll_s=0.01)
-        assert info.value.status == "TIMED_OUT" and "executionTimeout" in str(info.value.error)
-
-        def stopped() -> bool:
-            first = beat.read_text()
-            time.sleep(0.3)
-            return beat.read_text() == first
-
-        eventually(stopped)
+        assert info.value.state == "TIMED_OUT" and "executionTimeout" in str(info.value.error)
+        eventually(Path(f"{beat}.ended").exists)  # the worker stopped the task
 
 
 def test_four_workers_run_in_parallel(tmp_path: Path) -> None:
@@ -300,7 +284,7 @@ def test_rate_limiter_waits_out_the_window() -> None:
 
 
 def test_worker_handler_imports_without_runpod() -> None:
-    code = "import sys; import runpod_hybrid_worker.handler; print('runpod' in sys.modules)"
+    code = "import sys; from runpod_hybrid.serverless import handler; print('runpod' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

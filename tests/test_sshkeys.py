@@ -2,15 +2,11 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.config import ApiKey
-from runpod_hybrid.graphql import GraphQLClient
-from runpod_hybrid.podapi import GraphQLPodApi
-from runpod_hybrid.sshkeys import authorize_on_account, ensure_keypair, public_key
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
+from runpod_hybrid.pods import authorize_on_account, ensure_keypair, public_key
 
 from conftest import ApiTarget, FakeTime
 
@@ -38,16 +34,14 @@ def test_private_key_without_public_half_is_explained(tmp_path: Path) -> None:
 
 
 @pytest.mark.vcr
-def test_authorize_appends_and_keeps_existing_keys(
-    runpod_api: ApiTarget, fake_time: FakeTime, vcr: Any
-) -> None:
+def test_authorize_appends_and_keeps_existing_keys(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     state = runpod_api.seed()
     if state is not None:
         state.pub_key = THEIRS
-    transport = HttpTransport(ApiKey(runpod_api.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock)
-    api = GraphQLPodApi(GraphQLClient(transport, runpod_api.url))
+    api = GraphQLPodApi(GraphQLClient(runpod_api.transport(fake_time), runpod_api.url))
     assert authorize_on_account(api, OURS) is True
     keys = api.account_ssh_keys()
     assert keys.splitlines() == [*THEIRS.splitlines(), OURS]
     assert authorize_on_account(api, OURS) is False  # already there: no second write
-    assert [r for r in vcr.requests if b"UpdateAccountSshKeys" in r.body].__len__() == 1
+    [update] = runpod_api.sent_bodies("UpdateAccountSshKeys")
+    assert update["variables"]["input"]["pubKey"].splitlines() == [*THEIRS.splitlines(), OURS]

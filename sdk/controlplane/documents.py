@@ -1,0 +1,232 @@
+"""Every GraphQL document runpod-hybrid sends to RunPod, as named module constants.
+
+Values always travel in ``$variables``, never pasted into query text; a test validates every constant against
+the schema copies in tests/data/runpod-schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+POD_FIELDS = """
+fragment PodFields on Pod {
+  id
+  name
+  desiredStatus
+  costPerHr
+  adjustedCostPerHr
+  gpuCount
+  vcpuCount
+  memoryInGb
+  imageName
+  machineId
+  containerDiskInGb
+  volumeInGb
+  volumeMountPath
+  networkVolumeId
+  ports
+  podType
+  lastStatusChange
+  uptimeSeconds
+  machine { gpuDisplayName gpuTypeId dataCenterId secureCloud supportPublicIp }
+  runtime {
+    uptimeInSeconds
+    ports { ip isIpPublic privatePort publicPort type }
+    gpus { id gpuUtilPercent memoryUtilPercent }
+    container { cpuPercent memoryPercent }
+  }
+}
+"""
+
+LIST_PODS = (
+    """
+query ListPods {
+  myself { id currentSpendPerHr pods { ...PodFields } }
+}
+"""
+    + POD_FIELDS
+)
+
+GET_POD = (
+    """
+query GetPod($input: PodFilter!) {
+  pod(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+POD_TELEMETRY = (
+    """
+query PodTelemetry($input: PodFilter!) {
+  pod(input: $input) {
+    ...PodFields
+    latestTelemetry {
+      state
+      time
+      cpuUtilization
+      memoryUtilization
+      averageGpuMetrics { percentUtilization memoryUtilization temperatureCelcius powerWatts }
+      individualGpuMetrics { id percentUtilization memoryUtilization temperatureCelcius powerWatts }
+    }
+  }
+}
+"""
+    + POD_FIELDS
+)
+
+# `maxUnreservedGpuCount` and `availableGpuCounts` appear in RunPod's docs output (runpod-samples) and the
+# introspected merged schema, but not in the older third-party SDL; the schema test names that exception.
+GPU_TYPES = """
+query GpuTypes($input: GpuTypeFilter, $secure: GpuLowestPriceInput, $community: GpuLowestPriceInput) {
+  gpuTypes(input: $input) {
+    id
+    displayName
+    memoryInGb
+    maxGpuCount
+    secureCloud
+    communityCloud
+    securePrice
+    communityPrice
+    secureSpotPrice
+    communitySpotPrice
+    secureOffer: lowestPrice(input: $secure) {
+      uninterruptablePrice minimumBidPrice stockStatus maxUnreservedGpuCount availableGpuCounts
+    }
+    communityOffer: lowestPrice(input: $community) {
+      uninterruptablePrice minimumBidPrice stockStatus maxUnreservedGpuCount availableGpuCounts
+    }
+  }
+}
+"""
+
+CREATE_ON_DEMAND_POD = (
+    """
+mutation CreateOnDemandPod($input: PodFindAndDeployOnDemandInput!) {
+  podFindAndDeployOnDemand(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+CREATE_SPOT_POD = (
+    """
+mutation CreateSpotPod($input: PodRentInterruptableInput!) {
+  podRentInterruptable(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+RESUME_POD = (
+    """
+mutation ResumePod($input: PodResumeInput!) {
+  podResume(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+RESUME_SPOT_POD = (
+    """
+mutation ResumeSpotPod($input: PodBidResumeInput!) {
+  podBidResume(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+STOP_POD = (
+    """
+mutation StopPod($input: PodStopInput!) {
+  podStop(input: $input) { ...PodFields }
+}
+"""
+    + POD_FIELDS
+)
+
+# podTerminate returns the scalar Void: no selection set.
+TERMINATE_POD = """
+mutation TerminatePod($input: PodTerminateInput!) {
+  podTerminate(input: $input)
+}
+"""
+
+ACCOUNT_SSH_KEYS = """
+query AccountSshKeys {
+  myself { id pubKey }
+}
+"""
+
+# Replaces the account's whole key list: callers append to what ACCOUNT_SSH_KEYS returned.
+UPDATE_ACCOUNT_SSH_KEYS = """
+mutation UpdateAccountSshKeys($input: UpdateUserSettingsInput!) {
+  updateUserSettings(input: $input) { id pubKey }
+}
+"""
+
+# Serverless endpoint management (runpodctl and RunPod's Pulumi provider use these same mutations).
+ENDPOINT_FIELDS = """
+fragment EndpointFields on Endpoint {
+  id
+  name
+  gpuIds
+  gpuCount
+  workersMin
+  workersMax
+  idleTimeout
+  executionTimeoutMs
+  templateId
+  networkVolumeId
+}
+"""
+
+LIST_ENDPOINTS = (
+    """
+query ListEndpoints {
+  myself { id endpoints { ...EndpointFields } }
+}
+"""
+    + ENDPOINT_FIELDS
+)
+
+SAVE_TEMPLATE = """
+mutation SaveTemplate($input: SaveTemplateInput!) {
+  saveTemplate(input: $input) { id name imageName isServerless }
+}
+"""
+
+SAVE_ENDPOINT = (
+    """
+mutation SaveEndpoint($input: EndpointInput!) {
+  saveEndpoint(input: $input) { ...EndpointFields }
+}
+"""
+    + ENDPOINT_FIELDS
+)
+
+DELETE_ENDPOINT = """
+mutation DeleteEndpoint($id: String!) {
+  deleteEndpoint(id: $id)
+}
+"""
+
+DELETE_TEMPLATE = """
+mutation DeleteTemplate($templateName: String!) {
+  deleteTemplate(templateName: $templateName)
+}
+"""
+
+# Documents that also must validate against the older third-party SDL (runpod.schema.graphql).
+POD_AND_GPU_DOCUMENTS: Mapping[str, str] = {
+    "LIST_PODS": LIST_PODS,
+    "GET_POD": GET_POD,
+    "POD_TELEMETRY": POD_TELEMETRY,
+    "GPU_TYPES": GPU_TYPES,
+    "CREATE_ON_DEMAND_POD": CREATE_ON_DEMAND_POD,
+    "CREATE_SPOT_POD": CREATE_SPOT_POD,
+    "RESUME_POD": RESUME_POD,
+    "RESUME_SPOT_POD": RESUME_SPOT_POD,
+    "STOP_POD": STOP_POD,
+    "TERMINATE_POD": TERMINATE_POD,
+}

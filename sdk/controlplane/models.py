@@ -1,0 +1,321 @@
+"""The value types the control-plane seam hands back (pods, GPU types, telemetry, endpoints), whichever API
+served them. ``from_api()`` reads RunPod's GraphQL shapes and ignores unknown keys; every field RunPod may
+leave null is Optional here (``runtime``, ``runtime.ports``, ``lowestPrice`` fields, prices)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PodStatus = Literal["CREATED", "RUNNING", "RESTARTING", "EXITED", "PAUSED", "DEAD", "TERMINATED"]
+StockStatus = Literal["High", "Medium", "Low"]
+
+# The client token we put at the end of every pod name we create, so a retry can find its pod.
+_TOKEN_SUFFIX = re.compile(r"-rph-([0-9a-f]{8})$")
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def token_of(pod_name: str) -> str | None:
+    """The runpod-hybrid client token in a pod name, or None for pods we did not create."""
+    match = _TOKEN_SUFFIX.search(pod_name)
+    return match.group(1) if match else None
+
+
+def name_with_token(name: str, token: str) -> str:
+    return f"{name}-rph-{token}"
+
+
+@dataclass(frozen=True)
+class GpuOffer:
+    """Live availability of one GPU type in one cloud for a given GPU count (``lowestPrice``)."""
+
+    cloud_type: Literal["SECURE", "COMMUNITY"]
+    gpu_count: int
+    usd_per_gpu_hour: float | None
+    min_bid_usd_per_gpu_hour: float | None
+    stock_status: StockStatus | None
+    max_unreserved_gpus: int | None
+    available_gpu_counts: tuple[int, ...]
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock_status is not None and self.usd_per_gpu_hour is not None
+
+    @classmethod
+    def from_api(cls, raw: Any, cloud_type: Literal["SECURE", "COMMUNITY"], gpu_count: int) -> GpuOffer:
+        data = _map(raw)
+        stock = data.get("stockStatus")
+        return cls(
+            cloud_type=cloud_type,
+            gpu_count=gpu_count,
+            usd_per_gpu_hour=_float(data.get("uninterruptablePrice")),
+            min_bid_usd_per_gpu_hour=_float(data.get("minimumBidPrice")),
+            stock_status=stock if stock in ("High", "Medium", "Low") else None,
+            max_unreserved_gpus=_int(data.get("maxUnreservedGpuCount")),
+            available_gpu_counts=tuple(
+                c for c in _list(data.get("availableGpuCounts")) if isinstance(c, int)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class GpuType:
+    """A GPU type with list prices (per GPU-hour) and, when asked for, live offers per cloud."""
+
+    id: str
+    display_name: str
+    memory_gb: int
+    max_gpu_count: int | None
+    secure_usd_per_hour: float | None
+    community_usd_per_hour: float | None
+    secure_spot_usd_per_hour: float | None
+    community_spot_usd_per_hour: float | None
+    offers: tuple[GpuOffer, ...] = ()
+
+    def offer(self, cloud_type: str) -> GpuOffer | None:
+        return next((o for o in self.offers if o.cloud_type == cloud_type), None)
+
+    @classmethod
+    def from_api(cls, raw: Any, gpu_count: int = 1) -> GpuType:
+        data = _map(raw)
+        offers = []
+        for cloud, key in (("SECURE", "secureOffer"), ("COMMUNITY", "communityOffer")):
+            if key in data:
+                offers.append(GpuOffer.from_api(data[key], cloud, gpu_count))  # type: ignore[arg-type]
+        if not offers and "lowestPrice" in data:
+            # The plain `lowestPrice` shape (runpod-samples): one offer, cloud unknown, read as SECURE.
+            offers.append(GpuOffer.from_api(data["lowestPrice"], "SECURE", gpu_count))
+        return cls(
+            id=str(data.get("id", "")),
+            display_name=str(data.get("displayName") or data.get("id", "")),
+            memory_gb=_int(data.get("memoryInGb")) or 0,
+            max_gpu_count=_int(data.get("maxGpuCount")),
+            secure_usd_per_hour=_float(data.get("securePrice")),
+            community_usd_per_hour=_float(data.get("communityPrice")),
+            secure_spot_usd_per_hour=_float(data.get("secureSpotPrice")),
+            community_spot_usd_per_hour=_float(data.get("communitySpotPrice")),
+            offers=tuple(offers),
+        )
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    ip: str
+    is_public: bool
+    private_port: int
+    public_port: int
+    type: str
+
+    @classmethod
+    def from_api(cls, raw: Any) -> PortMapping:
+        data = _map(raw)
+        return cls(
+            ip=str(data.get("ip") or ""),
+            is_public=bool(data.get("isIpPublic")),
+            private_port=_int(data.get("privatePort")) or 0,
+            public_port=_int(data.get("publicPort")) or 0,
+            type=str(data.get("type") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class GpuUsage:
+    id: str
+    util_percent: float | None
+    memory_util_percent: float | None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class PodRuntime:
+    """What RunPod reports once the container runs. ``ports`` is None while RunPod has not mapped any."""
+
+    uptime_s: int
+    ports: tuple[PortMapping, ...] | None
+    gpus: tuple[GpuUsage, ...]
+    cpu_percent: float | None
+    memory_percent: float | None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> PodRuntime | None:
+        if not isinstance(raw, Mapping):
+            return None
+        ports = raw.get("ports")
+        container = _map(raw.get("container"))
+        return cls(
+            uptime_s=_int(raw.get("uptimeInSeconds")) or 0,
+            ports=tuple(PortMapping.from_api(p) for p in ports if p) if isinstance(ports, list) else None,
+            gpus=tuple(
+                GpuUsage(
+                    str(_map(g).get("id", "")),
+                    _float(_map(g).get("gpuUtilPercent")),
+                    _float(_map(g).get("memoryUtilPercent")),
+                )
+                for g in _list(raw.get("gpus"))
+            ),
+            cpu_percent=_float(container.get("cpuPercent")),
+            memory_percent=_float(container.get("memoryPercent")),
+        )
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """The direct SSH route to a pod: ``ssh root@host -p port``."""
+
+    host: str
+    port: int
+    user: str = "root"
+
+
+@dataclass(frozen=True)
+class Pod:
+    id: str
+    name: str
+    status: str
+    usd_per_hour: float
+    gpu_count: int
+    gpu_type_id: str | None
+    gpu_display_name: str | None
+    image: str
+    data_center_id: str | None
+    secure_cloud: bool | None
+    support_public_ip: bool | None
+    is_spot: bool
+    container_disk_gb: int | None
+    volume_gb: float | None
+    volume_mount_path: str | None
+    network_volume_id: str | None
+    exposed_ports: str | None
+    last_status_change: str | None
+    runtime: PodRuntime | None
+
+    @property
+    def client_token(self) -> str | None:
+        return token_of(self.name)
+
+    @property
+    def ssh(self) -> SshEndpoint | None:
+        """The public port-22 TCP mapping, when RunPod has made one."""
+        for port in (self.runtime.ports or ()) if self.runtime else ():
+            if port.private_port == 22 and port.type == "tcp" and port.is_public and port.ip:
+                return SshEndpoint(port.ip, port.public_port)
+        return None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Pod:
+        data = _map(raw)
+        machine = _map(data.get("machine"))
+        return cls(
+            id=str(data.get("id", "")),
+            name=str(data.get("name") or ""),
+            status=str(data.get("desiredStatus") or "UNKNOWN"),
+            usd_per_hour=_float(data.get("adjustedCostPerHr")) or _float(data.get("costPerHr")) or 0.0,
+            gpu_count=_int(data.get("gpuCount")) or 0,
+            gpu_type_id=machine.get("gpuTypeId"),
+            gpu_display_name=machine.get("gpuDisplayName"),
+            image=str(data.get("imageName") or ""),
+            data_center_id=machine.get("dataCenterId"),
+            secure_cloud=machine.get("secureCloud"),
+            support_public_ip=machine.get("supportPublicIp"),
+            is_spot=data.get("podType") in ("INTERRUPTABLE", "BID"),
+            container_disk_gb=_int(data.get("containerDiskInGb")),
+            volume_gb=_float(data.get("volumeInGb")),
+            volume_mount_path=data.get("volumeMountPath"),
+            network_volume_id=data.get("networkVolumeId"),
+            exposed_ports=data.get("ports"),
+            last_status_change=data.get("lastStatusChange"),
+            runtime=PodRuntime.from_api(data.get("runtime")),
+        )
+
+
+@dataclass(frozen=True)
+class PodTelemetry:
+    """Utilisation of a pod right now, and what it has cost since it last started."""
+
+    pod_id: str
+    status: str
+    uptime_s: int
+    usd_per_hour: float
+    cost_since_start_usd: float
+    cpu_percent: float | None
+    memory_percent: float | None
+    gpus: tuple[GpuUsage, ...]
+    sampled_at: str | None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> PodTelemetry:
+        pod = Pod.from_api(raw)
+        telemetry = _map(_map(raw).get("latestTelemetry"))
+        runtime = pod.runtime
+        gpus = tuple(
+            GpuUsage(
+                str(_map(g).get("id") or i),
+                _float(_map(g).get("percentUtilization")),
+                _float(_map(g).get("memoryUtilization")),
+                _float(_map(g).get("temperatureCelcius")),  # sic: RunPod's spelling
+                _float(_map(g).get("powerWatts")),
+            )
+            for i, g in enumerate(_list(telemetry.get("individualGpuMetrics")))
+        ) or (runtime.gpus if runtime else ())
+        uptime = runtime.uptime_s if runtime else 0
+        return cls(
+            pod_id=pod.id,
+            status=pod.status,
+            uptime_s=uptime,
+            usd_per_hour=pod.usd_per_hour,
+            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
+            cpu_percent=_float(telemetry.get("cpuUtilization"))
+            if telemetry
+            else (runtime.cpu_percent if runtime else None),
+            memory_percent=_float(telemetry.get("memoryUtilization"))
+            if telemetry
+            else (runtime.memory_percent if runtime else None),
+            gpus=gpus,
+            sampled_at=telemetry.get("time"),
+        )
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    id: str
+    name: str
+    gpu_pools: tuple[str, ...]
+    workers_min: int
+    workers_max: int
+    idle_timeout_s: int
+    execution_timeout_s: float | None
+    template_id: str | None
+    network_volume_id: str | None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> EndpointInfo:
+        timeout_ms = raw.get("executionTimeoutMs")
+        return cls(
+            id=str(raw.get("id")),
+            name=str(raw.get("name") or ""),
+            gpu_pools=tuple(p for p in str(raw.get("gpuIds") or "").split(",") if p),
+            workers_min=int(raw.get("workersMin") or 0),
+            workers_max=int(raw.get("workersMax") or 0),
+            idle_timeout_s=int(raw.get("idleTimeout") or 0),
+            execution_timeout_s=timeout_ms / 1000 if isinstance(timeout_ms, int | float) else None,
+            template_id=raw.get("templateId"),
+            network_volume_id=raw.get("networkVolumeId"),
+        )

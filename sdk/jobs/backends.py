@@ -1,0 +1,380 @@
+"""One :class:`JobBackend` per place a job runs, behind one interface.
+
+- :class:`LocalCommandBackend`: a command job run by the detached job runner in a sandbox dir on this
+  machine (``$XDG_STATE_HOME/runpod-hybrid/local/<job>/``), exactly as it would run on a pod;
+- :class:`PodCommandBackend`: a command job on a new GPU pod (create, wait, upload, start the runner), with
+  its outputs collected and verified, and the pod then stopped or terminated per ``on_finish``;
+- :class:`TaskBackend`: a ``@task`` over many inputs, as a batch on a serverless endpoint or on a local one.
+
+Backends get narrow collaborators (the pods resource, callables that build a runner or an endpoint, a dir),
+never the facade. They never write a job's state: they return an :class:`Observation`, or report one
+through :class:`JobEvents`, and the job service records it in the one place that does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runpod_hybrid.errors import (
+    TERMINAL_STATES,
+    ConfigError,
+    JobError,
+    JobState,
+    LocalPathError,
+    RunPodHybridError,
+)
+from runpod_hybrid.remote import CommandRunner, LocalRunner
+
+from .runner import DetachedJobs, DetachedJobSpec, DetachedJobStatus, boot_docker_args
+from .spec import JobSpec
+from .store import JobRecord
+
+if TYPE_CHECKING:
+    from runpod_hybrid.pods import Pods
+    from runpod_hybrid.serverless import BatchProgress, Endpoint
+
+POD_ROOT = "/workspace"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend saw of a job. ``state`` None: it could not tell (the store's state stands)."""
+
+    state: JobState | None
+    exit_code: int | None = None
+    attempt: int | None = None
+    error: str | None = None
+    result: Any = None
+
+
+class JobEvents(Protocol):
+    """How a backend reports what it learns while starting or running a job."""
+
+    def placed(self, **facts: Any) -> None:
+        """Facts other than the state: the pod it runs on, where its files live."""
+
+    def changed(self, observation: Observation) -> None:
+        """A new state (a task batch running in a thread reports its end here)."""
+
+
+class JobBackend(Protocol):
+    def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation: ...
+    def observe(self, record: JobRecord) -> Observation: ...
+    def logs(self, record: JobRecord, tail_lines: int) -> str: ...
+    def follow(self, record: JobRecord, on_text: Callable[[str], None]) -> Observation: ...
+    def fetch(self, record: JobRecord, dest: Path) -> list[Path]: ...
+    def cancel(self, record: JobRecord) -> Observation: ...
+    def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]: ...
+
+
+def _observed(status: DetachedJobStatus) -> Observation:
+    return Observation(status.job_state, status.exit_code, status.attempt)
+
+
+def _workdir(job: JobSpec) -> Path:
+    workdir = Path(job.workdir or ".")
+    if not workdir.is_dir():
+        raise LocalPathError(
+            f"The work dir {workdir} does not exist (job {job.name!r}, `command.workdir`): nothing was started."
+        )
+    return workdir
+
+
+class _CommandBackend:
+    """What both command backends share: the detached runner, found again from the job's record."""
+
+    poll_s: float = 1.0
+
+    def _jobs(self, record: JobRecord) -> DetachedJobs:
+        raise NotImplementedError
+
+    def _placed(self, record: JobRecord) -> bool:
+        """Whether the job got as far as having a place (a pod, a sandbox) recorded."""
+        raise NotImplementedError
+
+    def _spec(self, job: JobSpec, job_id: str, workdir: str, *, on_finish: str) -> DetachedJobSpec:
+        return DetachedJobSpec(
+            job_id,
+            list(job.command),
+            workdir,
+            outputs=job.outputs,
+            on_finish=on_finish,  # type: ignore[arg-type]
+            heartbeat_s=self.poll_s,
+        )
+
+    def observe(self, record: JobRecord) -> Observation:
+        if not self._placed(record):  # still starting (here or in another process)
+            return Observation(None)
+        return _observed(self._jobs(record).status(record.id))
+
+    def logs(self, record: JobRecord, tail_lines: int) -> str:
+        if not self._placed(record):
+            return record.error or ""
+        return self._jobs(record).logs(record.id, tail_lines=tail_lines)
+
+    def follow(self, record: JobRecord, on_text: Callable[[str], None]) -> Observation:
+        return _observed(self._jobs(record).follow(record.id, on_text, poll_s=self.poll_s))
+
+    def fetch(self, record: JobRecord, dest: Path) -> list[Path]:
+        return self._jobs(record).fetch(record.id, record.spec["outputs"], record.spec["workdir"], dest)
+
+    def cancel(self, record: JobRecord) -> Observation:
+        return _observed(self._jobs(record).cancel(record.id))
+
+    def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:
+        if final.state == "SUCCEEDED" and record.spec.get("outputs"):
+            return self.fetch(record, dest)
+        return []
+
+
+class LocalCommandBackend(_CommandBackend):
+    """Command jobs on this machine, in a sandbox dir that plays the pod's ``/workspace``."""
+
+    def __init__(self, sandboxes: Path, *, runner: Callable[[], CommandRunner] = LocalRunner) -> None:
+        self._sandboxes = sandboxes
+        self._runner = runner
+        self.poll_s = 0.5
+
+    def _jobs(self, record: JobRecord) -> DetachedJobs:
+        return DetachedJobs(self._runner(), record.spec["root"])
+
+    def _placed(self, record: JobRecord) -> bool:
+        return "root" in record.spec
+
+    def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
+        source = _workdir(job)
+        root = self._sandboxes / record.id / "workspace"
+        workdir = root / "work"
+        runner = self._runner()
+        runner.upload(source, str(workdir))
+        events.placed(
+            spec={**record.spec, "root": str(root), "workdir": str(workdir), "outputs": list(job.outputs)}
+        )
+        spec = self._spec(job, record.id, str(workdir), on_finish="none")
+        return _observed(DetachedJobs(runner, str(root)).start(spec))
+
+
+class PodCommandBackend(_CommandBackend):
+    """Command jobs on a new GPU pod: create (safe defaults), wait, upload, start the detached runner."""
+
+    def __init__(
+        self,
+        pods: Pods,
+        remote: Callable[[str], CommandRunner],
+        *,
+        root: str = POD_ROOT,
+        poll_s: float = 5.0,
+    ) -> None:
+        """``root``: where jobs live on the pod (RunPod's volume mount, which survives a stop)."""
+        self._pods = pods
+        self._remote = remote
+        self._root = root
+        self.poll_s = poll_s
+
+    def _jobs(self, record: JobRecord) -> DetachedJobs:
+        if not record.pod_id:
+            raise ConfigError(f"Job {record.id} has no pod (it failed before one was made).")
+        return DetachedJobs(self._remote(record.pod_id), self._root)
+
+    def _placed(self, record: JobRecord) -> bool:
+        return record.pod_id is not None and "workdir" in record.spec
+
+    def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
+        from runpod_hybrid.pods import PodSpec
+
+        source = _workdir(job)
+        created = self._pods.create(
+            PodSpec(
+                name=job.name,
+                gpu_types=job.gpu_types,
+                gpu_count=job.gpu_count,
+                min_vram_gb=job.min_vram_gb or None,
+                cloud_type=job.cloud_type,
+                image=job.image,
+                container_disk_gb=job.container_disk_gb,
+                volume_gb=job.volume_gb,
+                network_volume_id=job.network_volume_id,
+                spot=job.spot,
+                docker_args=boot_docker_args(self._root),
+            )
+        )
+        pod_id = created.pod.id
+        workdir = f"{self._root}/rph/{record.id}/work"
+        events.placed(
+            pod_id=pod_id,
+            spec={
+                **record.spec,
+                "workdir": workdir,
+                "outputs": list(job.outputs),
+                "on_finish": job.on_finish,
+            },
+        )
+        try:
+            self._pods.wait_until_ready(pod_id)
+            runner = self._remote(pod_id)
+            runner.upload(source, workdir)
+            status = DetachedJobs(runner, self._root).start(
+                self._spec(job, record.id, workdir, on_finish=job.on_finish)
+            )
+        except RunPodHybridError as exc:
+            # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.
+            self._pods.stop(pod_id)
+            exc.add_note(
+                f"The job did not start, so pod {pod_id} was stopped; `rph pods terminate {pod_id} --yes` "
+                "removes it."
+            )
+            raise
+        return _observed(status)
+
+    def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:
+        """After a watched end: collect and verify the outputs, then stop or terminate the pod per
+        ``on_finish``. A job that failed keeps its outputs on the pod, which is stopped, not terminated."""
+        on_finish = record.spec.get("on_finish", "stop")
+        if on_finish == "none" or record.pod_id is None:
+            return super().finish(record, final, dest)
+        fetched = super().finish(record, final, dest)  # raises, leaving the pod up, if verification fails
+        if final.state == "SUCCEEDED" and on_finish == "terminate":
+            self._pods.terminate(record.pod_id)
+        else:
+            self._pods.stop(record.pod_id)
+        return fetched
+
+
+class TaskBackend:
+    """A ``@task`` over many inputs as a batch on an endpoint (RunPod's, or a local one), run in a thread of
+    this process: the job ends when the batch does."""
+
+    def __init__(self, endpoint: Callable[[JobSpec], contextlib.AbstractContextManager[Endpoint]]) -> None:
+        self._endpoint = endpoint
+        self._threads: dict[str, threading.Thread] = {}
+        self._cancelled: dict[str, threading.Event] = {}
+        self._progress: dict[str, BatchProgress] = {}
+
+    def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
+        assert job.task is not None
+        _import_task_module(job)
+        stop = threading.Event()
+        self._cancelled[record.id] = stop
+        events.placed(
+            spec={**record.spec, "owner_pid": os.getpid(), "task": job.task, "inputs": len(job.inputs)}
+        )
+
+        def run() -> None:
+            try:
+                with self._endpoint(job) as endpoint:
+                    events.placed(endpoint_id=endpoint.endpoint_id)
+                    results = list(
+                        endpoint.map(
+                            job.task or "",
+                            list(job.inputs),
+                            batch_id=f"{record.id}-batch",
+                            on_progress=lambda p: self._progress.__setitem__(record.id, p),
+                            stop=stop,
+                        )
+                    )
+            except JobError as exc:
+                events.changed(Observation("CANCELLED" if stop.is_set() else exc.state, error=str(exc)))
+            except Exception as exc:  # the thread's end is the job's end: every failure is recorded
+                events.changed(Observation("FAILED", error=f"{type(exc).__name__}: {exc}"))
+            else:
+                events.changed(Observation("SUCCEEDED", result=results))
+
+        thread = threading.Thread(target=run, name=f"rph-job-{record.id}", daemon=True)
+        self._threads[record.id] = thread
+        thread.start()
+        return Observation("RUNNING")
+
+    def observe(self, record: JobRecord) -> Observation:
+        thread = self._threads.get(record.id)
+        if thread is not None and thread.is_alive():
+            return Observation("RUNNING")
+        if record.state in TERMINAL_STATES or thread is not None:
+            return Observation(None)  # ended here: its end was recorded
+        owner = record.spec.get("owner_pid")
+        if isinstance(owner, int) and not _process_alive(owner):
+            return Observation(
+                "FAILED",
+                error=f"the process that ran it (pid {owner}) ended before the batch did; its serverless jobs "
+                f"are kept: `rph batch resume {record.id}-batch` finishes it",
+            )
+        return Observation(None)
+
+    def logs(self, record: JobRecord, tail_lines: int) -> str:
+        progress = self._progress.get(record.id)
+        if progress is not None:
+            return (
+                f"{progress.done}/{progress.total} inputs done, {progress.running} running, "
+                f"{progress.retried} retried, {progress.failed} failed\n"
+            )
+        return record.error or ""
+
+    def follow(self, record: JobRecord, on_text: Callable[[str], None]) -> Observation:
+        thread = self._threads.get(record.id)
+        if thread is not None:
+            thread.join()
+        return Observation(None)
+
+    def fetch(self, record: JobRecord, dest: Path) -> list[Path]:
+        raise ConfigError(f"Job {record.id} is a task job: its results come from result(), not files.")
+
+    def cancel(self, record: JobRecord) -> Observation:
+        stop = self._cancelled.get(record.id)
+        if stop is None:
+            raise ConfigError(
+                f"Job {record.id} runs in another process (pid {record.spec.get('owner_pid')}); cancel it there."
+            )
+        stop.set()
+        thread = self._threads.get(record.id)
+        if thread is not None:
+            thread.join(timeout=10)
+        return Observation("CANCELLED", error="cancelled")
+
+    def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:
+        return []
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _import_task_module(job: JobSpec) -> None:
+    """Import the job's task module here before anything runs, so a typo fails now, naming the module."""
+    from runpod_hybrid.serverless import load_task_modules
+
+    task_path = job.extra.get("task_path")
+    if task_path and task_path not in sys.path:
+        sys.path.insert(0, task_path)
+    if job.task_module:
+        try:
+            load_task_modules([job.task_module])
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def local_endpoint(job: JobSpec) -> Iterator[Endpoint]:
+    """A local endpoint with real worker processes serving the job's task module."""
+    from runpod_hybrid._http import HttpTransport
+    from runpod_hybrid.serverless import Endpoint, LocalEndpoint
+
+    task_path = job.extra.get("task_path")
+    # Workers import the task module like this process does: from the job's folder, the current dir, our path.
+    env = {"PYTHONPATH": os.pathsep.join([p for p in [task_path, os.getcwd(), *sys.path] if p])}
+    modules = [job.task_module] if job.task_module else []
+    with LocalEndpoint(
+        modules, workers=min(2, max(1, len(job.inputs))), slots_per_worker=4, worker_env=env
+    ) as local:
+        yield Endpoint("local", HttpTransport(None), base_url=local.base_url)
