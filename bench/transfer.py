@@ -3,7 +3,8 @@
     .venv/bin/python bench/transfer.py [--files 5000] [--total-mb 100] [--base-dir DIR]
 
 Targets (issue "Commands and files on pods"): first upload within 1.2x of raw rsync, at least 2x faster than
-`scp -r`, unchanged re-upload under 1 s, warm exec at most 0.3x a fresh `ssh host true`.
+`scp -r`, unchanged re-upload under 1 s, and a command over the warm multiplexed connection (what every
+`rph exec` and MCP call after the first one gets) at most 0.3x a fresh `ssh host true`.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def main() -> None:
             f"exec: warm {warm * 1000:.1f} ms, fresh ssh {fresh * 1000:.1f} ms, ratio {warm / fresh:.2f} "
             "(target <= 0.3)"
         )
+        runner.close()
     finally:
         pod.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -208,3 +211,83 @@ def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
     """Cassettes live in ``cassettes/<sdk module>/``: tests/test_pods.py records into cassettes/pods/."""
     module = Path(str(request.node.fspath)).stem.removeprefix("test_")
     return str(CASSETTES / module)
+
+
+def cassette_file(cassette_dir: str, test_name: str) -> Path:
+    """Where pytest-recording keeps the cassette of a test (parametrized ids included)."""
+    return Path(cassette_dir) / f"{test_name}.yaml"
+
+
+@pytest.fixture(autouse=True)
+def vcr_test_has_its_cassette(request: pytest.FixtureRequest) -> None:
+    """On replay, a vcr test without its cassette fails at once, instead of passing if it happens to make no
+    request."""
+    if request.node.get_closest_marker("vcr") is None or request.getfixturevalue("record_mode") != "none":
+        return
+    path = cassette_file(request.getfixturevalue("vcr_cassette_dir"), request.node.name)
+    if not path.exists():
+        pytest.fail(
+            f"{request.node.nodeid} is a vcr test without its cassette {path}; record it (cassettes/README.md)"
+        )
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state, command line) of every process (Linux /proc)."""
+    found: dict[int, tuple[int, str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(stat[1]), stat[0], cmdline)
+    return found
+
+
+def leftover_processes(before: set[int], markers: tuple[str, ...]) -> dict[int, str]:
+    """Live processes that were not there before the run and are ours: descendants of this process, or ones
+    whose command line names a marker (our temp dirs, our SSH control sockets) after being orphaned."""
+    procs = _processes()
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid not in (0, 1) and pid not in seen:
+            seen.add(pid)
+            pid = procs[pid][0] if pid in procs else 0
+            if pid == me:
+                return True
+        return False
+
+    return {
+        pid: cmd
+        for pid, (_ppid, state, cmd) in procs.items()
+        if pid != me
+        and pid not in before
+        and state != "Z"
+        and (descends(pid) or any(marker in cmd for marker in markers))
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test run leaves no process behind (sshd, ssh masters, shells, workers, heartbeats): checked at the
+    end of the session; whatever is left is killed and the run fails, naming it."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    before = set(_processes())
+    yield
+    markers = (str(tmp_path_factory.getbasetemp()), f"rph-ssh-{os.getuid()}")
+    deadline = time.monotonic() + 10
+    while (left := leftover_processes(before, markers)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # processes told to stop are exiting: synchronisation, not pacing
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        pytest.fail(
+            "the test run left processes behind:\n" + "\n".join(f"  {p}: {c}" for p, c in left.items())
+        )
