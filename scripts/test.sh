@@ -60,7 +60,8 @@ import sys, runpod_hybrid, runpod_hybrid_mcp, runpod_hybrid_worker
 from importlib.resources import files
 assert files("runpod_hybrid").joinpath("py.typed").is_file(), "py.typed missing from the wheel"
 assert files("runpod_hybrid.data").joinpath("serverless-flex-prices.json").is_file()
-assert "runpod" not in sys.modules and "mcp" not in sys.modules
+assert files("runpod_hybrid").joinpath("jobs", "runner.sh").is_file(), "the job runner is missing from the wheel"
+assert not {"runpod", "mcp", "requests", "structlog"} & set(sys.modules), "import runpod_hybrid is not light"
 print("wheel ok:", runpod_hybrid.__file__)')
 
 step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"

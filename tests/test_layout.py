@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "sdk"
 
-# Lower ranks may be used by higher ones, never the reverse (DESIGN.md's layout, top to bottom).
+# Lower ranks may be used by higher ones, never the reverse (the README's layout, top to bottom).
 RANK = {
     "core": 0,  # config, errors, _http, _logging: every package may use them
     "controlplane": 1,

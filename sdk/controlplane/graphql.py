@@ -3,7 +3,7 @@
 ``execute()`` returns ``data`` or raises the typed error; all of RunPod's no-capacity shapes raise
 :class:`CapacityError`. The documents are in ``documents.py``.
 
-API quirks handled here (see RUNPOD-FACTS §2):
+API quirks handled here (from RunPod's docs and public clients):
 - errors arrive as HTTP 200 with ``errors``; a bad document as HTTP 400 ``GRAPHQL_VALIDATION_FAILED``;
 - "no capacity" is a message, or ``extensions.code = SUPPLY_CONSTRAINT``, or a create that returns null
   with no error at all;

@@ -1,7 +1,7 @@
 """Pod lifecycle with safe defaults: create (on-demand and spot) with fallback, budget caps, TTL and no
 duplicates; start, stop, terminate; readiness that names failure modes; telemetry and the SSH endpoint.
 
-RunPod facts this module works around (RUNPOD-FACTS §2-3):
+RunPod facts this module works around:
 - "no capacity" is routine, not a bug: fall back through GPU types, then cloud types;
 - a create that timed out may still have made a pod: look for our client token before trying again;
 - RUNNING does not mean usable: ``runtime`` is null until the container starts, and uptime 0 with no ports

@@ -44,7 +44,7 @@ def job_state(runpod_status: Any) -> JobState:
     return _STATES.get(str(runpod_status), "PENDING")
 
 
-# RunPod's documented per-endpoint limits, per 10 s window (RUNPOD-FACTS §4). We stay at 90 %.
+# RunPod's documented per-endpoint limits, per 10 s window. We stay at 90 %.
 RATE_LIMITS = {
     "run": 1000,
     "runsync": 2000,

@@ -1,10 +1,10 @@
 """A local RunPod Serverless endpoint: the client API and the worker protocol, with real worker processes.
 
-Client API (RUNPOD-FACTS §4) at ``/v2/<endpoint>/``: ``POST run``, ``POST runsync?wait=ms``, ``GET status/<id>``,
+Client API (RunPod's serverless docs) at ``/v2/<endpoint>/``: ``POST run``, ``POST runsync?wait=ms``, ``GET status/<id>``,
 ``GET stream/<id>``, ``POST cancel/<id>``, ``POST retry/<id>``, ``GET health``, ``POST purge-queue``; ``policy.ttl``
 (404 afterwards) and ``policy.executionTimeout`` (TIMED_OUT), webhooks with the final status object.
 
-Worker protocol (§5) for ``python -m runpod_hybrid_worker`` (RunPod's own runtime): long-polled
+Worker protocol (RunPod's worker runtime) for ``python -m runpod_hybrid_worker`` (RunPod's own runtime): long-polled
 ``job-take``/``job-take-batch``, ``job-done`` (a late ``IN_PROGRESS`` progress body is ignored),
 ``job-stream``, ``ping``, and long-polled ``job-stop`` so a cancel or timeout stops the running job.
 
