@@ -12,6 +12,7 @@ import argparse
 import functools
 import inspect
 import os
+import re
 import secrets
 import sys
 import threading
@@ -51,10 +52,12 @@ Register = Callable[[Any, str], Callable[[Callable[..., Any]], Callable[..., Any
 
 
 class Tools:
-    """The SDK client, built on first use (not at start-up, so `initialize` stays fast)."""
+    """The SDK client, built on first use (not at start-up, so `initialize` stays fast), and how long a tool
+    may wait for a job it started to end (``settle_s``)."""
 
-    def __init__(self, factory: Callable[[], RunPod]) -> None:
+    def __init__(self, factory: Callable[[], RunPod], settle_s: float = MAX_TOOL_WAIT_S) -> None:
         self._factory = factory
+        self.settle_s = settle_s
         self._client: RunPod | None = None
         self._lock = threading.Lock()
 
@@ -84,6 +87,33 @@ def _bounded(text: str, limit: int = MAX_OUTPUT_CHARS) -> dict[str, Any]:
     }
 
 
+# The SDK's advice names `rph` commands; an assistant calls tools. (pattern, what to say instead)
+_ADVICE_FOR_TOOLS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"`rph pods list[^`]*`", "list_pods"),
+        (r"`rph gpus(?: --count (\d+))?[^`]*`", "list_gpu_types(gpu_count=\\1)"),
+        (r"`rph pods wait ([\w-]+)`", "wait_for_pod(pod_id='\\1')"),
+        (r"`rph pods start ([\w-]+)`", "start_pod(pod_id='\\1')"),
+        (r"`rph pods start`", "start_pod"),
+        (r"`rph pods terminate ([\w-]+)[^`]*`", "terminate_pod(pod_id='\\1', confirm_name=<its name>)"),
+        (r"`rph jobs list`", "list_jobs"),
+        (r"`rph jobs logs ([\w-]+)[^`]*`", "job_logs(job_id='\\1')"),
+        (r"`rph jobs cancel ([\w-]+)`", "cancel_job(job_id='\\1')"),
+        (r"`rph sls status ([\w-]+) ([\w-]+)`", "serverless_status(endpoint='\\1', job_id='\\2')"),
+        (r"--backend local", 'backend="local"'),
+        (r"`(rph [^`]+)`", "the CLI command `\\1` (the user can run it)"),
+    )
+)
+
+
+def for_assistants(message: str) -> str:
+    """An error's advice in tool terms: CLI commands become the tools (and arguments) that do the same."""
+    for pattern, replacement in _ADVICE_FOR_TOOLS:
+        message = pattern.sub(replacement, message)
+    return message.replace("(gpu_count=)", "()")
+
+
 def _readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn our errors into tool errors whose text the model reads (mcp hides unexpected exceptions)."""
     from mcp.server.mcpserver.exceptions import ToolError
@@ -91,7 +121,8 @@ def _readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     from runpod_hybrid import redact_text
 
     def message(exc: Exception) -> str:
-        return redact_text(f"{type(exc).__name__}: {exc}")
+        notes = "".join(f" {note}" for note in getattr(exc, "__notes__", []))
+        return for_assistants(redact_text(f"{type(exc).__name__}: {exc}{notes}"))
 
     if inspect.iscoroutinefunction(fn):
 
@@ -321,7 +352,9 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         job = load_job_file(Path(job_file))
         plan = jobs.plan(job, backend=backend)
         handle = jobs.submit(job, plan=plan, background=True)
-        state = handle.settle(MAX_TOOL_WAIT_S)
+        state = handle.settle(tools.settle_s)
+        if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+            handle.raise_for_state()
         return {
             "job_id": handle.id,
             "backend": plan.backend,
@@ -339,6 +372,8 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
     def job_status(job_id: str) -> dict[str, Any]:
         handle = tools.client.jobs.get(job_id)
         state = handle.status()
+        if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+            handle.raise_for_state()  # an error result: its state, exit code, error and the end of its log
         out: dict[str, Any] = {"job_id": job_id, "backend": handle.backend, "state": state}
         if state == "SUCCEEDED" and handle.kind == "task":
             results = handle.result()
@@ -420,7 +455,12 @@ def _accept_log_level(server: MCPServer) -> None:
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
-def build_server(*, read_only: bool = False, factory: Callable[[], RunPod] | None = None) -> MCPServer:
+def build_server(
+    *,
+    read_only: bool = False,
+    factory: Callable[[], RunPod] | None = None,
+    settle_s: float = MAX_TOOL_WAIT_S,
+) -> MCPServer:
     from mcp.server import MCPServer
     from mcp.server.mcpserver import Context
     from mcp.types import ToolAnnotations
@@ -436,7 +476,7 @@ def build_server(*, read_only: bool = False, factory: Callable[[], RunPod] | Non
 
         return RunPod()
 
-    tools = Tools(factory or default_factory)
+    tools = Tools(factory or default_factory, settle_s)
     server = MCPServer("runpod-hybrid", version=__version__, instructions=INSTRUCTIONS)
     _accept_log_level(server)
 
@@ -479,17 +519,21 @@ def _http_app(server: MCPServer, token: str) -> Any:
     from starlette.responses import JSONResponse
 
     app = server.streamable_http_app()
-    expected = f"Bearer {token}"
+    expected = token.encode()
+
+    def authorized(headers: list[tuple[bytes, bytes]]) -> bool:
+        # Compared as bytes (a header may hold any byte), and the scheme case-insensitively (RFC 9110).
+        value = next((v for k, v in headers if k.lower() == b"authorization"), b"")
+        scheme, _, presented = value.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and secrets.compare_digest(presented.strip(), expected)
 
     async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-            if not secrets.compare_digest(headers.get("authorization", ""), expected):
-                response = JSONResponse(
-                    {"error": "missing or wrong bearer token (see rph-mcp's start-up line)"}, status_code=401
-                )
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http" and not authorized(scope.get("headers", [])):
+            response = JSONResponse(
+                {"error": "missing or wrong bearer token (see rph-mcp's start-up line)"}, status_code=401
+            )
+            await response(scope, receive, send)
+            return
         await app(scope, receive, send)
 
     return guarded

@@ -64,6 +64,14 @@ assert files("runpod_hybrid").joinpath("jobs", "runner.sh").is_file(), "the job 
 assert not {"runpod", "mcp", "requests", "structlog"} & set(sys.modules), "import runpod_hybrid is not light"
 print("wheel ok:", runpod_hybrid.__file__)')
 
+step "the README's quick start in a fresh virtualenv, then its rph-mcp answers an MCP client"
+quick_home=$(mktemp -d)
+HOME="$quick_home" RPH_VENV="$quick_home/venv" bash scripts/quickstart.sh >"$quick_home/quickstart.log" 2>&1 \
+  || { cat "$quick_home/quickstart.log"; exit 1; }
+grep -q "outputs (verified)" "$quick_home/quickstart.log" || { cat "$quick_home/quickstart.log"; exit 1; }
+HOME="$quick_home" "$quick_home/venv/bin/python" scripts/mcp_smoke.py "$quick_home/venv/bin/rph-mcp"
+rm -rf "$quick_home"
+
 step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
 .venv/bin/python scripts/inspector_check.py
 

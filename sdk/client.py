@@ -208,7 +208,8 @@ class RunPod:
             self.config.settings,
         )
         return [
-            PodOffer(c.gpu_type_id, c.usd_per_gpu_hour) for c in self.gpus.candidates(prefs, job.gpu_count)
+            PodOffer(c.gpu_type_id, c.usd_per_gpu_hour)
+            for c in self.gpus.candidates(prefs, gpu_count=job.gpu_count)
         ]
 
     def close(self) -> None:

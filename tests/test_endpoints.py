@@ -20,8 +20,8 @@ def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime) -> N
     api = endpoints(runpod_api, fake_time)
     deployed = api.deploy(
         "embedder",
-        "me/worker:1",
-        ["AMPERE_16", "ADA_24"],
+        image="me/worker:1",
+        gpu_pools=["AMPERE_16", "ADA_24"],
         workers_max=3,
         execution_timeout_s=120,
         env={"RPH_TASKS": "my_tasks", "HF_TOKEN": "hf_secret"},
@@ -48,8 +48,8 @@ def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime) -> N
 def test_bad_deploy_arguments_are_refused_before_any_call() -> None:
     api = Endpoints(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="GPU pools"):
-        api.deploy("x", "img", ["RTX_4090"], workers_max=1)
+        api.deploy("x", image="img", gpu_pools=["RTX_4090"], workers_max=1)
     with pytest.raises(ValueError, match="workers_max"):
-        api.deploy("x", "img", ["AMPERE_16"], workers_max=0)
+        api.deploy("x", image="img", gpu_pools=["AMPERE_16"], workers_max=0)
     with pytest.raises(ValueError, match="execution_timeout_s"):
-        api.deploy("x", "img", ["AMPERE_16"], workers_max=1, execution_timeout_s=1)
+        api.deploy("x", image="img", gpu_pools=["AMPERE_16"], workers_max=1, execution_timeout_s=1)

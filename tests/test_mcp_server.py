@@ -214,7 +214,11 @@ def test_http_transport_requires_the_bearer_token(isolated_home: Path) -> None:
 
         assert post({}) == 401
         assert post({"Authorization": "Bearer wrong"}) == 401
+        assert (
+            post({"Authorization": "Bearer t\u00e9st-\u00fcnicode"}) == 401
+        )  # non-ASCII bytes: 401, not 500
         assert post({"Authorization": "Bearer test-token-123"}) == 200
+        assert post({"Authorization": "bearer test-token-123"}) == 200  # the scheme is case-insensitive
         assert post({"Authorization": "Bearer test-token-123", "Host": "evil.example.com"}) in (403, 421)
     finally:
         server.terminate()

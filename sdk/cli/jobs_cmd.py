@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_ERROR, Commands, as_json, client, emit
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, Commands, as_json, client, emit
 
 BACKENDS = ("auto", "serverless", "pod", "local")
 
@@ -89,7 +89,10 @@ def _run_job(args: argparse.Namespace, job: Any) -> int:
             f"results: rph jobs fetch {handle.id}",
         )
         return 0
-    state = handle.wait(show)
+    try:
+        state = handle.wait(show)
+    except KeyboardInterrupt:
+        return _interrupted(args, handle)
     payload["state"] = state
     human = f"job {handle.id}: {state}"
     if state == "SUCCEEDED" and handle.kind == "task":
@@ -107,6 +110,25 @@ def _run_job(args: argparse.Namespace, job: Any) -> int:
         human += f"\n{handle.record.error or ''}\nsee: rph jobs logs {handle.id}"
     emit(args, payload, human)
     return 0 if state == "SUCCEEDED" else EXIT_ERROR
+
+
+def _interrupted(args: argparse.Namespace, handle: Any) -> int:
+    """Ctrl-C while following a job. A task batch runs in this process, so it is cancelled (and can be
+    resumed); a command job runs detached, so it goes on, and we say how to reach it."""
+    if handle.kind == "task":
+        state = handle.cancel(reason="interrupted with Ctrl-C")
+        human = f"job {handle.id}: {state} (interrupted)"
+        if handle.backend == "serverless":
+            human += f"; finish it with: rph batch resume {handle.id}-batch"
+    else:
+        state = handle.status()
+        human = (
+            f"job {handle.id} is still {state} (it runs detached, on {handle.backend}).\n"
+            f"  follow:  rph jobs logs {handle.id} --follow\n  cancel:  rph jobs cancel {handle.id}"
+        )
+    emit(args, {"job_id": handle.id, "backend": handle.backend, "state": state, "interrupted": True}, "")
+    sys.stderr.write(human + "\n")
+    return EXIT_INTERRUPTED
 
 
 def _row(handle: Any) -> dict[str, Any]:
@@ -137,6 +159,21 @@ def _jobs(args: argparse.Namespace) -> int:
     if action == "status":
         state = handle.status()
         emit(args, {**_row(handle), "state": state, "error": handle.record.error}, f"{handle.id}: {state}")
+    elif action == "logs" and args.follow:
+
+        def show(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        try:
+            state = handle.wait(None if args.json else show)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        emit(
+            args,
+            {"job_id": handle.id, "state": state, "logs": handle.logs(args.tail)},
+            f"job {handle.id}: {state}",
+        )
     elif action == "logs":
         text = handle.logs(args.tail)
         emit(args, {"job_id": handle.id, "logs": text}, text)
@@ -186,6 +223,7 @@ def add_commands(commands: Commands, pods: Commands) -> None:
         parser.add_argument("job_id")
         if action == "logs":
             parser.add_argument("--tail", type=int, default=200)
+            parser.add_argument("--follow", action="store_true", help="stream the log until the job ends")
         if action == "fetch":
             parser.add_argument("--dest", help="where to put them (default rph-outputs/<job>)")
 

@@ -131,8 +131,8 @@ def _endpoint_manage(args: argparse.Namespace) -> int:
     if action == "deploy":
         info = endpoints.deploy(
             args.name,
-            args.image,
-            args.gpu.split(","),
+            image=args.image,
+            gpu_pools=args.gpu.split(","),
             workers_max=args.workers_max,
             workers_min=args.workers_min,
             idle_timeout_s=args.idle_timeout,

@@ -247,24 +247,35 @@ class PodCommandBackend(_CommandBackend):
         return fetched
 
 
+@dataclass
+class _Batch:
+    """A task job's batch running in a thread here: ``stop`` asks it to end, ``done`` says it has."""
+
+    stop: threading.Event
+    done: threading.Event
+    progress: BatchProgress | None = None
+
+
 class TaskBackend:
     """A ``@task`` over many inputs as a batch on an endpoint (RunPod's, or a local one), run in a thread of
-    this process: the job ends when the batch does."""
+    this process: the job ends when the batch does. (Waits are on events, not ``Thread.join``: a join that
+    Ctrl-C interrupts can leave the thread looking finished while it still runs.)"""
 
     def __init__(self, endpoint: Callable[[JobSpec], contextlib.AbstractContextManager[Endpoint]]) -> None:
         self._endpoint = endpoint
-        self._threads: dict[str, threading.Thread] = {}
-        self._cancelled: dict[str, threading.Event] = {}
-        self._progress: dict[str, BatchProgress] = {}
+        self._batches: dict[str, _Batch] = {}
 
     def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
         assert job.task is not None
         _import_task_module(job)
-        stop = threading.Event()
-        self._cancelled[record.id] = stop
+        batch = _Batch(threading.Event(), threading.Event())
+        self._batches[record.id] = batch
         events.placed(
             spec={**record.spec, "owner_pid": os.getpid(), "task": job.task, "inputs": len(job.inputs)}
         )
+
+        def progress(seen: BatchProgress) -> None:
+            batch.progress = seen
 
         def run() -> None:
             try:
@@ -275,28 +286,28 @@ class TaskBackend:
                             job.task or "",
                             list(job.inputs),
                             batch_id=f"{record.id}-batch",
-                            on_progress=lambda p: self._progress.__setitem__(record.id, p),
-                            stop=stop,
+                            on_progress=progress,
+                            stop=batch.stop,
                         )
                     )
             except JobError as exc:
-                events.changed(Observation("CANCELLED" if stop.is_set() else exc.state, error=str(exc)))
+                events.changed(Observation("CANCELLED" if batch.stop.is_set() else exc.state, error=str(exc)))
             except Exception as exc:  # the thread's end is the job's end: every failure is recorded
                 events.changed(Observation("FAILED", error=f"{type(exc).__name__}: {exc}"))
             else:
                 events.changed(Observation("SUCCEEDED", result=results))
+            finally:
+                batch.done.set()
 
-        thread = threading.Thread(target=run, name=f"rph-job-{record.id}", daemon=True)
-        self._threads[record.id] = thread
-        thread.start()
+        threading.Thread(target=run, name=f"rph-job-{record.id}", daemon=True).start()
         return Observation("RUNNING")
 
     def observe(self, record: JobRecord) -> Observation:
-        thread = self._threads.get(record.id)
-        if thread is not None and thread.is_alive():
-            return Observation("RUNNING")
-        if record.state in TERMINAL_STATES or thread is not None:
-            return Observation(None)  # ended here: its end was recorded
+        batch = self._batches.get(record.id)
+        if batch is not None:
+            return Observation(None if batch.done.is_set() else "RUNNING")  # its end is recorded when it ends
+        if record.state in TERMINAL_STATES:
+            return Observation(None)
         owner = record.spec.get("owner_pid")
         if isinstance(owner, int) and not _process_alive(owner):
             return Observation(
@@ -307,33 +318,32 @@ class TaskBackend:
         return Observation(None)
 
     def logs(self, record: JobRecord, tail_lines: int) -> str:
-        progress = self._progress.get(record.id)
-        if progress is not None:
+        batch = self._batches.get(record.id)
+        if batch is not None and batch.progress is not None:
+            seen = batch.progress
             return (
-                f"{progress.done}/{progress.total} inputs done, {progress.running} running, "
-                f"{progress.retried} retried, {progress.failed} failed\n"
+                f"{seen.done}/{seen.total} inputs done, {seen.running} running, "
+                f"{seen.retried} retried, {seen.failed} failed\n"
             )
         return record.error or ""
 
     def follow(self, record: JobRecord, on_text: Callable[[str], None]) -> Observation:
-        thread = self._threads.get(record.id)
-        if thread is not None:
-            thread.join()
+        batch = self._batches.get(record.id)
+        while batch is not None and not batch.done.wait(0.5):
+            pass
         return Observation(None)
 
     def fetch(self, record: JobRecord, dest: Path) -> list[Path]:
         raise ConfigError(f"Job {record.id} is a task job: its results come from result(), not files.")
 
     def cancel(self, record: JobRecord) -> Observation:
-        stop = self._cancelled.get(record.id)
-        if stop is None:
+        batch = self._batches.get(record.id)
+        if batch is None:
             raise ConfigError(
                 f"Job {record.id} runs in another process (pid {record.spec.get('owner_pid')}); cancel it there."
             )
-        stop.set()
-        thread = self._threads.get(record.id)
-        if thread is not None:
-            thread.join(timeout=10)
+        batch.stop.set()
+        batch.done.wait(10)
         return Observation("CANCELLED", error="cancelled")
 
     def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:

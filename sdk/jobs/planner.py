@@ -89,6 +89,7 @@ class PlanContext:
     pod_offers: Sequence[PodOffer] = ()  # live offers, cheapest first; empty when unknown
     execution_timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S
     endpoint_workers: int = DEFAULT_ENDPOINT_WORKERS
+    offline: bool = False  # live pod prices were asked for but RunPod could not be reached
 
 
 def _input_bytes(value: Any) -> int:
@@ -146,6 +147,8 @@ def plan(
     if ctx.pod_offers:
         details["pod_gpu"] = ctx.pod_offers[0].gpu_type_id
         source += "; pods: live RunPod prices"
+    elif ctx.offline:
+        source += "; pod prices unknown (offline: RunPod could not be reached)"
     blockers = _serverless_blockers(job, ctx)
     if backend in ("pod", "serverless") and not ctx.has_api_key:
         return Plan(

@@ -25,11 +25,12 @@ from runpod_hybrid.errors import (
     JobError,
     JobState,
     NotFoundError,
+    TransportError,
 )
 
 from .backends import JobBackend, Observation
 from .planner import Backend, Plan, PlanContext, PodOffer, load_prices, plan
-from .spec import JobSpec
+from .spec import JobSpec, check_job
 from .store import JobRecord, JobStore
 
 JobKind = str  # "command" | "task"
@@ -47,10 +48,11 @@ class JobHandle:
     def __init__(self, jobs: Jobs, record: JobRecord) -> None:
         self._jobs = jobs
         self.record = record
-        self._backend = jobs.backend_for(record)
+        self._backend = jobs._backend_for(record)
 
     @property
     def id(self) -> str:
+        """The job's id (``j-`` and eight hex digits), as ``rph jobs`` and the MCP tools take it."""
         return self.record.id
 
     @property
@@ -94,8 +96,8 @@ class JobHandle:
         if self.record.spec.get("finished"):
             return self.status()
         self._jobs._record(self.record, self._backend.follow(self.record, on_text or (lambda _text: None)))
-        if self.status() not in TERMINAL_STATES:
-            return self.record.state
+        while self.status() not in TERMINAL_STATES:  # a batch running in another process: watch the store
+            self._jobs.sleep(1.0)
         outputs = self._backend.finish(self.record, Observation(self.record.state), self.outputs_dir())
         known = self.record.result if isinstance(self.record.result, dict) else {}
         result = (
@@ -135,6 +137,7 @@ class JobHandle:
         return list(self.record.result or [])
 
     def outputs_dir(self) -> Path:
+        """Where a command job's outputs are collected by default: ``./rph-outputs/<job>`` (absolute)."""
         return (Path("rph-outputs") / self.id).resolve()
 
     def fetch(self, dest: Path | None = None) -> list[Path]:
@@ -143,11 +146,13 @@ class JobHandle:
         target = (dest or self.outputs_dir()).resolve()
         return [p.resolve() for p in self._backend.fetch(self.record, target)]
 
-    def cancel(self) -> JobState:
-        """Stop the job (a command: SIGTERM to its process group, then SIGKILL; a batch: its jobs in flight)."""
+    def cancel(self, *, reason: str = "cancelled") -> JobState:
+        """Stop the job (a command: SIGTERM to its process group, then SIGKILL; a batch: its jobs in flight,
+        kept in the job store so ``rph batch resume`` can finish it) and record ``reason``."""
         if self.status() in TERMINAL_STATES:
             return self.record.state
-        self._jobs._record(self.record, self._backend.cancel(self.record))
+        seen = self._backend.cancel(self.record)
+        self._jobs._record(self.record, Observation(seen.state, seen.exit_code, seen.attempt, reason))
         return self.record.state
 
 
@@ -188,7 +193,7 @@ class Jobs:
         self.clock = clock
         self._lock = threading.Lock()
 
-    def backend_for(self, record: JobRecord) -> JobBackend:
+    def _backend_for(self, record: JobRecord) -> JobBackend:
         backend = self._backends.get((str(record.spec.get("kind", "command")), record.backend))  # type: ignore[arg-type]
         if backend is None:
             raise ConfigError(f"Job {record.id} ran on {record.backend!r}, which this version cannot reach.")
@@ -227,13 +232,22 @@ class Jobs:
         the alternatives. Creates nothing."""
         if backend not in ("auto", "local", "pod", "serverless"):
             raise ValueError(f"backend must be auto, local, pod or serverless, got {backend!r}")
+        check_job(job)
         settings = self._settings
-        wants_prices = self._has_api_key and backend != "local"
-        offers = self._pod_offers(job) if wants_prices else []
+        offers: list[PodOffer] = []
+        offline = False
+        # A local plan never needs the network; an auto plan without live prices still plans.
+        if self._has_api_key and backend in ("auto", "pod"):
+            try:
+                offers = self._pod_offers(job)
+            except TransportError:
+                if backend == "pod":
+                    raise
+                offline = True
         prices = load_prices(
             Path(settings.serverless_prices_path) if settings.serverless_prices_path else None
         )
-        context = PlanContext(self._has_api_key, dict(settings.endpoints), prices, offers)
+        context = PlanContext(self._has_api_key, dict(settings.endpoints), prices, offers, offline=offline)
         return plan(job, context, backend)  # type: ignore[arg-type]
 
     # --- running ---
@@ -266,7 +280,7 @@ class Jobs:
             raise ConfigError(f"Cannot run this job: {chosen.refused}.")
         spec = {"kind": job.kind, "name": job.name, "plan": chosen.backend}
         record = JobRecord(job_id or new_job_id(), chosen.backend, "PENDING", name=job.name, spec=spec)
-        backend_impl = self.backend_for(record)
+        backend_impl = self._backend_for(record)
         self.store.put(record)
         handle = JobHandle(self, record)
 

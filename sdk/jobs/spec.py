@@ -115,6 +115,48 @@ class JobSpec:
         )
 
 
+def check_job(job: JobSpec) -> None:
+    """Refuse a job that cannot work before anything runs or is paid for, naming the job-file key: the
+    work dir must be a dir, outputs paths inside it, the task module findable, and there must be inputs.
+    (A task module is found, not imported: its imports may exist only in the worker image.)"""
+    import importlib.machinery
+    import os
+    import sys
+
+    from runpod_hybrid.errors import LocalPathError
+
+    where = f"job {job.name!r}"
+    if job.kind == "command":
+        workdir = Path(job.workdir or ".")
+        if not workdir.is_dir():
+            raise LocalPathError(
+                f"{where}: `command.workdir` {workdir} is not a directory here, so there is nothing to upload. "
+                "Give the folder holding the code (relative to the job file)."
+            )
+        for output in job.outputs:
+            parts = Path(output).parts
+            if not output or Path(output).is_absolute() or ".." in parts:
+                raise ConfigError(
+                    f"{where}: `command.outputs` entry {output!r} must be a path inside the work dir "
+                    '(relative, without \'..\'), e.g. "out" or "checkpoints/final.pt".'
+                )
+        if len(set(job.outputs)) != len(job.outputs):
+            raise ConfigError(f"{where}: `command.outputs` lists a path twice.")
+        return
+    if not job.inputs:
+        raise ConfigError(f"{where}: the task has no inputs (`task.inputs` or `task.inputs_file`).")
+    if job.task_module:
+        # Where the workers will look: beside the job file, the current dir, and this interpreter's path.
+        task_path = job.extra.get("task_path")
+        path = [p for p in (task_path, os.getcwd(), *sys.path) if p]
+        if importlib.machinery.PathFinder.find_spec(job.task_module.split(".")[0], path) is None:
+            raise ConfigError(
+                f"{where}: `task.module` {job.task_module!r} cannot be found"
+                + (f" beside the job file ({task_path})" if task_path else "")
+                + " or on the Python path. Put the module there, or fix its name."
+            )
+
+
 def _split_command(command: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
     if isinstance(command, str):
         try:

@@ -124,5 +124,6 @@ class Gpus:
 
         return sorted(types, key=lambda g: (best_price(g), g.id))
 
-    def candidates(self, prefs: GpuPreferences, gpu_count: int) -> builtins.list[Candidate]:
+    def candidates(self, prefs: GpuPreferences, *, gpu_count: int) -> builtins.list[Candidate]:
+        """What a create would try, in order, for ``gpu_count`` GPUs: live offers that match ``prefs``."""
         return choose(self._api.gpu_types(gpu_count), prefs, gpu_count)

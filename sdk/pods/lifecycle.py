@@ -252,6 +252,8 @@ class Pods:
     def list(
         self, *, status: str | None = None, name: str | None = None, ours_only: bool = False
     ) -> builtins.list[Pod]:
+        """The account\'s pods, filtered by ``status`` (e.g. RUNNING), a ``name`` substring, or ``ours_only``
+        (created by runpod-hybrid)."""
         pods = self._api.list_pods()
         return [
             p
@@ -262,6 +264,7 @@ class Pods:
         ]
 
     def get(self, pod_id: str) -> Pod:
+        """One pod by id; :class:`NotFoundError` when the account has no such pod."""
         pod = self._api.get_pod(pod_id)
         if pod is None:
             raise NotFoundError(
@@ -271,6 +274,7 @@ class Pods:
         return pod
 
     def telemetry(self, pod_id: str) -> PodTelemetry:
+        """Utilisation (GPU, CPU, memory; temperature and power where RunPod reports them) and cost so far."""
         telemetry = self._api.pod_telemetry(pod_id)
         if telemetry is None:
             raise NotFoundError(f"No pod {pod_id!r} in this account. `rph pods list` shows your pods.")
@@ -308,6 +312,7 @@ class Pods:
         return authorize_on_account(self._api, key), key
 
     def ssh_endpoint(self, pod_id: str) -> SshEndpoint:
+        """The direct SSH route to a running pod; :class:`PodNotReadyError` saying why there is none yet."""
         pod = self.get(pod_id)
         endpoint = pod.ssh
         if endpoint is None:
@@ -387,7 +392,7 @@ class Pods:
         if spec.gpu_count < 1:
             raise ValueError("gpu_count must be at least 1")
         prefs = preferences_for(spec, self._settings)
-        candidates = self.gpus.candidates(prefs, spec.gpu_count)
+        candidates = self.gpus.candidates(prefs, gpu_count=spec.gpu_count)
         if not candidates:
             raise CapacityError(
                 f"No GPU matching your request is in stock for {spec.gpu_count} GPU(s) in "
@@ -473,6 +478,8 @@ class Pods:
     def start(
         self, pod_id: str, *, gpu_count: int | None = None, bid_per_gpu_usd: float | None = None
     ) -> Pod:
+        """Resume a stopped pod (a spot pod bids again, at ``bid_per_gpu_usd`` or its last price), within the
+        total budget cap. Its host may have no free GPU: the :class:`CapacityError` says what to do."""
         pod = self.get(pod_id)
         if pod.status == "RUNNING":
             return pod
@@ -501,10 +508,12 @@ class Pods:
             ) from exc
 
     def stop(self, pod_id: str) -> Pod:
+        """Stop a pod: the GPU is released and stops billing; the volume disk stays (and bills as storage)."""
         self.get(pod_id)
         return self._api.stop_pod(pod_id)
 
     def terminate(self, pod_id: str) -> None:
+        """Delete a pod and its volume disk for good."""
         if self._api.get_pod(pod_id) is None:
             raise NotFoundError(
                 f"Pod {pod_id!r} does not exist or is already terminated: nothing to do. `rph pods list` shows your pods."

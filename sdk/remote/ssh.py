@@ -142,6 +142,7 @@ class SshRunner:
     local_rsync: bool = field(default_factory=lambda: shutil.which("rsync") is not None)
 
     def ssh_options(self) -> list[str]:
+        """The ssh client options for this pod: key, port, user, multiplexing, pinned host key."""
         control_dir = _private_dir("rph-ssh")
         self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         options = {
@@ -168,6 +169,7 @@ class SshRunner:
         return ["ssh", *self.ssh_options(), self.target.host, remote_command]
 
     def connection_error(self, stderr: str) -> RemoteCommandError:
+        """The error for an ssh failure with this ``stderr``: a changed host key, or no connection."""
         where = f"pod {self.target.pod_id} ({self.target.user}@{self.target.host}:{self.target.port})"
         if _HOST_KEY_CHANGED.search(stderr):
             return HostKeyChangedError(

@@ -26,6 +26,7 @@ from .polling import PollSchedule
 from .tasks import unwrap_output
 
 ProgressCallback = Callable[["BatchProgress"], None]
+_STOP_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class BatchRun:
         endpoint = self.endpoint
         poll = 0
         while True:
-            endpoint.sleep(max(0.0, submitted_s + self._schedule.offset_s(poll) - endpoint.clock()))
+            if not self._pause_until(submitted_s + self._schedule.offset_s(poll)):
+                return {"id": job_id, "status": "CANCELLED", "error": "the batch was stopped"}
             body = endpoint.status(job_id)
             if body.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
                 took_ms = (body.get("delayTime") or 0) + (body.get("executionTime") or 0)
@@ -188,6 +190,16 @@ class BatchRun:
                     "error": f"no result within the map's timeout of {self.timeout_s:g} s; cancelled",
                 }
             poll += 1
+
+    def _pause_until(self, moment_s: float) -> bool:
+        """Sleep until ``moment_s`` on the endpoint's clock, in short steps so a stopped batch lets its
+        polling threads go within half a second. False when the batch was stopped."""
+        while not self.stop.is_set():
+            left = moment_s - self.endpoint.clock()
+            if left <= 0:
+                return True
+            self.endpoint.sleep(min(left, _STOP_CHECK_S))
+        return False
 
     def _known(self) -> dict[int, Submission]:
         """On resume: the latest job of each input already submitted."""

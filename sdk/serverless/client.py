@@ -234,6 +234,7 @@ class Endpoint:
         return self._output(str(body["id"]), body)
 
     def status(self, job_id: str) -> dict[str, Any]:
+        """The job's status object as RunPod answers it (status, delayTime, executionTime, output...)."""
         return dict(self._call("GET", "status", job_id))
 
     def _output(self, job_id: str, body: Mapping[str, Any]) -> Any:
@@ -285,15 +286,19 @@ class Endpoint:
                 self.sleep(poll_s)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job (idempotent: cancelling twice is harmless)."""
         return dict(self._call("POST", "cancel", job_id, idempotent=True))
 
     def retry(self, job_id: str) -> dict[str, Any]:
+        """Run a FAILED or TIMED_OUT job again, under the same id."""
         return dict(self._call("POST", "retry", job_id, idempotent=False))
 
     def health(self) -> dict[str, Any]:
+        """Queue and worker counts (``workers.unhealthy`` above 0 means workers crash at start)."""
         return dict(self._call("GET", "health"))
 
     def purge_queue(self) -> dict[str, Any]:
+        """Drop every job still queued (running ones go on)."""
         return dict(self._call("POST", "purge-queue", idempotent=False))
 
     def call(self, task: Callable[..., Any] | str, task_input: Any, *, wait_s: float = 90.0) -> Any:

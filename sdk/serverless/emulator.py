@@ -533,6 +533,10 @@ class EmulatorServer(ThreadingHTTPServer):
     # RunPod's runtime keeps long-polls open; a generous backlog avoids refused connections under load.
     request_queue_size = 256
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A worker killed mid-request (stop, or a test) resets its connection: not worth a traceback.
+        log.debug("emulator.request_error", client=str(client_address), error=str(sys.exc_info()[1]))
+
     def __init__(self, state: EndpointState, host: str, port: int, api_key: str | None) -> None:
         self.state = state
         self.api_key = api_key

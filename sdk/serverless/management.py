@@ -38,9 +38,9 @@ class Endpoints:
     def deploy(
         self,
         name: str,
+        *,
         image: str,
         gpu_pools: Sequence[str],
-        *,
         workers_max: int,
         workers_min: int = 0,
         idle_timeout_s: int = 5,
