@@ -236,6 +236,18 @@ def test_every_command_with_bad_input_fails_in_one_line(
         assert err.startswith("error: ") and len(err.strip().splitlines()) <= 12, err
 
 
+def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code = main(["endpoint", "serve-local", "--tasks", "sample_tasks", "--port", port])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: Address already in use") and "--port" in err
+
+
 def test_a_closed_pipe_ends_quietly(env: dict[str, str], tmp_path: Path) -> None:
     """`rph ... --json | head`: the reader goes away; no BrokenPipeError traceback."""
     for i in range(3):

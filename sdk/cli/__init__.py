@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 failure (one line on stderr says what to do), 2 usage, 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -71,4 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`rph ... | head`): nothing more to say to it, and no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except OSError as exc:  # the machine's own trouble: a port in use, a file we may not write...
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        hint = " (pick another with --port)" if exc.errno == errno.EADDRINUSE else ""
+        return _report_error(args, OSError(f"{what}{hint}"))
     return result
