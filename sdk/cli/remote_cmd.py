@@ -70,6 +70,35 @@ def _download(args: argparse.Namespace) -> int:
     return _transferred(args, result, "downloaded")
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from runpod_hybrid.remote import sync_tree
+
+    runner = client(args).remote(args.pod)
+    passes: list[dict[str, Any]] = []
+
+    def synced(result: Any, changed: Any) -> None:
+        passes.append({"changed": list(changed), "transfer": result})
+        if not args.json:
+            what = f"{len(changed)} change(s)" if changed else "first pass"
+            sys.stderr.write(
+                f"synced ({what}): {result.bytes_sent / 1e6:.2f} MB via {result.method} in {result.duration_s:.1f}s\n"
+            )
+            if args.watch and not changed:
+                sys.stderr.write(f"watching {args.local} for changes; Ctrl-C stops\n")
+
+    sync_tree(
+        runner,
+        Path(args.local),
+        args.remote,
+        watch=args.watch,
+        delete=args.delete,
+        exclude=tuple(args.exclude),
+        on_sync=synced,
+    )
+    emit(args, {"pod": args.pod, "remote": args.remote, "passes": passes}, "")
+    return 0
+
+
 def add_commands(commands: Commands) -> None:
     run = commands.command("exec", "run a command on a pod (streams output, exits with its exit code)", _exec)
     run.add_argument("pod")
@@ -88,6 +117,15 @@ def add_commands(commands: Commands) -> None:
     up.add_argument("remote")
     up.add_argument("--exclude", action="append", default=[], help="gitignore-style pattern to skip")
     up.add_argument("--delete", action="store_true", help="remove files on the pod that are gone locally")
+    sync = commands.command(
+        "sync", "upload a dir to a pod, and with --watch again on every save (.gitignore honoured)", _sync
+    )
+    sync.add_argument("pod")
+    sync.add_argument("local")
+    sync.add_argument("remote")
+    sync.add_argument("--watch", action="store_true", help="keep syncing as files change, until Ctrl-C")
+    sync.add_argument("--delete", action="store_true", help="remove files on the pod that are gone locally")
+    sync.add_argument("--exclude", action="append", default=[], help="gitignore-style pattern to skip")
     down = commands.command("download", "copy a file or dir from a pod (path-safe)", _download)
     down.add_argument("pod")
     down.add_argument("remote")

@@ -3,16 +3,18 @@ this machine (the local backend), and the ignore rules that choose what to uploa
 
 from __future__ import annotations
 
-from .ignore import walk_included
+from .ignore import IgnoreRules, walk_included
 from .local import LocalRunner
 from .runner import CommandRunner, ExecResult, OutputCallback, ProgressCallback, TransferResult
 from .ssh import ContainerEnv, SshRunner, SshTarget, build_script, forget_host_key
+from .sync import sync_tree
 from .transfer import extract_safely
 
 __all__ = [
     "CommandRunner",
     "ContainerEnv",
     "ExecResult",
+    "IgnoreRules",
     "LocalRunner",
     "OutputCallback",
     "ProgressCallback",
@@ -22,5 +24,6 @@ __all__ = [
     "build_script",
     "extract_safely",
     "forget_host_key",
+    "sync_tree",
     "walk_included",
 ]
