@@ -327,3 +327,19 @@ def test_commands_from_several_threads_all_run(runner: SshRunner) -> None:
     for thread in threads:
         thread.join()
     assert results == {i: f"thread {i}\n" for i in range(4)}
+
+
+@pytest.mark.parametrize("rsync", [True, False], ids=["rsync", "tar"])
+def test_an_edit_of_the_same_size_within_the_second_is_uploaded(
+    pod: SshdPod, tmp_path: Path, rsync: bool
+) -> None:
+    """A save right after an upload, same size, same second: rsync's default quick check would skip it."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("lr = 0.1")
+    runner = pod.runner(local_rsync=rsync)
+    remote = pod.workspace / f"same-size-{rsync}"
+    runner.upload(source, str(remote))
+    (source / "train.py").write_text("lr = 0.2")
+    runner.upload(source, str(remote))
+    assert (remote / "train.py").read_text() == "lr = 0.2"

@@ -38,15 +38,30 @@ def sync_tree(
     local = Path(local)
     if not local.is_dir():
         raise LocalPathError(f"Nothing to sync: {local} is not a directory.")
-    result = runner.upload(local, remote, exclude=exclude, delete=delete)
-    if on_sync:
-        on_sync(result, ())
     if not watch:
+        result = runner.upload(local, remote, exclude=exclude, delete=delete)
+        if on_sync:
+            on_sync(result, ())
         return result
     from watchfiles import watch as changes_of
 
     root = local.resolve()
-    for batch in changes_of(root, debounce=quiet_ms, stop_event=stop, raise_interrupt=False):
+    # The watcher is armed before the first pass (its first, empty, answer says so), so a save made during
+    # that pass is not lost: it brings a second pass.
+    batches = changes_of(
+        root,
+        debounce=quiet_ms,
+        stop_event=stop,
+        raise_interrupt=False,
+        yield_on_timeout=True,
+        rust_timeout=quiet_ms,
+    )
+    if next(batches, None) is None:  # stopped before it began
+        return runner.upload(local, remote, exclude=exclude, delete=delete)
+    result = runner.upload(local, remote, exclude=exclude, delete=delete)
+    if on_sync:
+        on_sync(result, ())
+    for batch in batches:
         rules = IgnoreRules(root, exclude)  # read afresh: an ignore file may be what changed
         changed = sorted(
             rel

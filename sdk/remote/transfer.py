@@ -102,6 +102,9 @@ def _rsync_upload(
             "--stats",
             "--info=progress2",
             "--no-inc-recursive",
+            # Compare mtimes to the nanosecond (rsync >= 3.1.3 on the pod): by default a file saved again
+            # within the same second at the same size looks unchanged, and a sync loop would miss the edit.
+            "--modify-window=-1",
             # The remote path is one argument to the remote rsync, never split or expanded by its shell.
             "--protect-args",
             "-e",
