@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -275,18 +276,30 @@ def leftover_processes(before: set[int], markers: tuple[str, ...]) -> dict[int, 
 def no_process_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A test run leaves no process behind (sshd, ssh masters, shells, workers, heartbeats): checked at the
     end of the session; whatever is left is killed and the run fails, naming it."""
+    # Temp files of this run, SSH control sockets included (in this process and in the CLI processes tests
+    # start), live under the run's base temp dir: what is left is ours, and a developer's own ssh
+    # masters in /tmp are neither counted nor touched.
+    base = tmp_path_factory.getbasetemp()
+    (base / "tmp").mkdir(exist_ok=True)
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(base / "tmp")
     if not sys.platform.startswith("linux"):
         yield
         return
     before = set(_processes())
     yield
-    markers = (str(tmp_path_factory.getbasetemp()), f"rph-ssh-{os.getuid()}")
+    markers = (str(base),)
     deadline = time.monotonic() + 10
     while (left := leftover_processes(before, markers)) and time.monotonic() < deadline:
         time.sleep(0.1)  # processes told to stop are exiting: synchronisation, not pacing
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    tempfile.tempdir = saved[1]
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
     if left:
         pytest.fail(
             "the test run left processes behind:\n" + "\n".join(f"  {p}: {c}" for p, c in left.items())
