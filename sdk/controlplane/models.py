@@ -1,6 +1,7 @@
-"""The value types the control-plane seam hands back (pods, GPU types, telemetry, endpoints), whichever API
-served them. ``from_api()`` reads RunPod's GraphQL shapes and ignores unknown keys; every field RunPod may
-leave null is Optional here (``runtime``, ``runtime.ports``, ``lowestPrice`` fields, prices)."""
+"""The value types the control-plane seam hands back (pods, GPU types, telemetry, endpoints, network volumes),
+whichever API served them. ``from_api()`` reads RunPod's GraphQL shapes and ignores unknown keys (REST v2's
+shapes are read in ``rest.py``); every field RunPod may leave null is Optional here (``runtime``,
+``runtime.ports``, ``lowestPrice`` fields, prices). ``missing`` names what the serving API could not report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from runpod_hybrid.errors import NotFoundError
 
 PodStatus = Literal["CREATED", "RUNNING", "RESTARTING", "EXITED", "PAUSED", "DEAD", "TERMINATED"]
 StockStatus = Literal["High", "Medium", "Low"]
@@ -88,6 +91,7 @@ class GpuType:
     secure_spot_usd_per_hour: float | None
     community_spot_usd_per_hour: float | None
     offers: tuple[GpuOffer, ...] = ()
+    missing: tuple[str, ...] = ()
 
     def offer(self, cloud_type: str) -> GpuOffer | None:
         return next((o for o in self.offers if o.cloud_type == cloud_type), None)
@@ -259,6 +263,7 @@ class PodTelemetry:
     memory_percent: float | None
     gpus: tuple[GpuUsage, ...]
     sampled_at: str | None
+    missing: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, raw: Any) -> PodTelemetry:
@@ -319,3 +324,30 @@ class EndpointInfo:
             template_id=raw.get("templateId"),
             network_volume_id=raw.get("networkVolumeId"),
         )
+
+
+@dataclass(frozen=True)
+class NetworkVolume:
+    """Storage that outlives every pod, in one data centre; pods and endpoints using it must run there."""
+
+    id: str
+    name: str
+    size_gb: int
+    data_center_id: str
+    type: str | None = None
+
+
+def describe_volumes(volumes: list[NetworkVolume]) -> str:
+    """The account's network volumes and their data centres, for messages that must name them."""
+    if not volumes:
+        return "The account has no network volumes (`rph volumes create`)."
+    listed = ", ".join(f"{v.id} ({v.name}, {v.size_gb} GB) in {v.data_center_id}" for v in volumes)
+    return f"Your network volumes: {listed}."
+
+
+def find_volume(volumes: list[NetworkVolume], volume_id: str) -> NetworkVolume:
+    """The volume with ``volume_id`` (or name); the error names every volume and where it is."""
+    for volume in volumes:
+        if volume_id in (volume.id, volume.name):
+            return volume
+    raise NotFoundError(f"No network volume {volume_id!r} in this account. {describe_volumes(volumes)}")

@@ -46,6 +46,7 @@ from runpod_hybrid.errors import (
 
 from .gpus import Candidate, GpuPreferences, Gpus
 from .sshkeys import authorize_on_account
+from .volumes import place_on_volume, where_placed
 
 log = get_logger(__name__)
 
@@ -386,13 +387,14 @@ class Pods:
         """Create one pod, trying candidates in order. Never makes two pods for one call."""
         if spec.gpu_count < 1:
             raise ValueError("gpu_count must be at least 1")
+        spec = place_on_volume(spec, self._api)
         prefs = preferences_for(spec, self._settings)
-        candidates = self.gpus.candidates(prefs, spec.gpu_count)
+        candidates = self.gpus.candidates(prefs, spec.gpu_count, data_center_id=spec.data_center_id)
         if not candidates:
             raise CapacityError(
                 f"No GPU matching your request is in stock for {spec.gpu_count} GPU(s) in "
-                f"{'/'.join(prefs.cloud_types)}. `rph gpus --count {spec.gpu_count}` shows what is available; "
-                "add GPU types or fallback_cloud_types, or try later."
+                f"{'/'.join(prefs.cloud_types)}{where_placed(spec, self._api)}. `rph gpus --count {spec.gpu_count}` "
+                "shows what is available; add GPU types or fallback_cloud_types, or try later."
             )
         candidates = self._affordable(candidates, spec)
         token = self._new_token()
@@ -503,6 +505,11 @@ class Pods:
     def stop(self, pod_id: str) -> Pod:
         self.get(pod_id)
         return self._api.stop_pod(pod_id)
+
+    def restart(self, pod_id: str) -> Pod:
+        """Restart a running pod's container in place (REST v2): the container disk is wiped, /workspace kept."""
+        self.get(pod_id)
+        return self._api.restart_pod(pod_id)
 
     def terminate(self, pod_id: str) -> None:
         if self._api.get_pod(pod_id) is None:
