@@ -155,7 +155,7 @@ class StandinState:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
-        # Scripted `pod` answers: pod id -> successive updates applied on each GetPod/PodTelemetry.
+        # Scripted `pod` answers: pod id -> successive updates applied on each read (GetPod, REST getPod).
         self.pod_timeline: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.hang_release = threading.Event()
         # The runtime new pods report (None: not started, as RunPod answers right after a create).
@@ -311,8 +311,10 @@ class StandinState:
                 }
 
             @staticmethod
-            def pod(_info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
-                pod = state.get(input["podId"])
+            def pod(info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
+                # One read of a pod is its core query; the extras that follow it see the same moment.
+                core = info.operation.name.value == "GetPod"
+                pod = state.get(input["podId"]) if core else state.pods.get(input["podId"])
                 return None if pod is None or pod["desiredStatus"] == "TERMINATED" else pod
 
             @staticmethod
