@@ -123,6 +123,15 @@ def standin() -> Iterator[StandinServer]:
     stop()
 
 
+@pytest.fixture
+def rest_standin(standin: StandinServer) -> Iterator[RestStandinServer]:
+    """RunPod's REST v2 API on loopback, serving the same account as ``standin``."""
+    server, stop = start_rest_standin(standin.state)
+    yield server
+    stop()
+    assert server.spec_violations == [], "the REST v2 stand-in answered outside RunPod's spec"
+
+
 @dataclass
 class ApiTarget:
     """Where a cassette test sends its calls: RunPod's real URLs on replay, the stand-ins while recording.

@@ -215,6 +215,10 @@ class ControlPlane:
         """Every operation and the API it uses now (``rph config show``)."""
         return [Route(op.name, op.what, self.api_for(op.name), op.lost_without_graphql) for op in OPERATIONS]
 
+    def require(self, operation: str) -> None:
+        if self.api_for(operation) is None:
+            raise self._unavailable(operation)
+
     def missing_extras(self) -> dict[str, str]:
         """GraphQL extras RunPod rejected in this process, and what each one loses."""
         return self._graphql.missing_extras()
@@ -231,10 +235,8 @@ class ControlPlane:
         )
 
     def _run(self, operation: str, call: Callable[[PodApi], T]) -> T:
-        api = self.api_for(operation)
-        if api is None:
-            raise self._unavailable(operation)
-        if api == "rest":
+        self.require(operation)
+        if self.api_for(operation) == "rest":
             return call(self._rest)
         try:
             return call(self._graphql)
@@ -277,10 +279,10 @@ class ControlPlane:
 
     def describe_create(self, request: CreatePodRequest) -> CreateCall:
         operation = "create_spot_pod" if request.spot else "create_pod"
-        api = self.api_for(operation)
-        if api is None:
-            raise self._unavailable(operation)
-        return (self._graphql if api == "graphql" else self._rest).describe_create(request)
+        self.require(operation)
+        return (self._graphql if self.api_for(operation) == "graphql" else self._rest).describe_create(
+            request
+        )
 
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         operation = "resume_pod" if bid_per_gpu_usd is None else "resume_spot_pod"

@@ -40,6 +40,10 @@ from .seam import CreateCall, CreatePodRequest, EndpointRequest, TemplateRequest
 log = get_logger(__name__)
 
 GRAPHQL_URL = "https://api.runpod.io/graphql"
+# Operations of the seam that only REST v2 serves.
+REST_ONLY = frozenset(
+    {"restart_pod", "list_network_volumes", "create_network_volume", "delete_network_volume"}
+)
 
 _CAPACITY_PHRASES = (
     "no longer any instances available",
@@ -219,6 +223,16 @@ class GraphQLPodApi:
             )
             return None
 
+    def _needs_rest(self, operation: str) -> ApiUnavailableError:
+        return ApiUnavailableError(
+            f"{operation} needs RunPod's REST v2 API (GraphQL has no such operation here); use the control "
+            "plane's choice (RunPod().pods, RunPod().volumes), which sends it there."
+        )
+
+    def require(self, operation: str) -> None:
+        if operation in REST_ONLY:
+            raise self._needs_rest(operation)
+
     def missing_extras(self) -> dict[str, str]:
         """What RunPod rejected in this process: extras operation -> what is lost."""
         return {op: gql.EXTRAS_LOST[op] for op in self._rejected_extras}
@@ -288,10 +302,7 @@ class GraphQLPodApi:
         return Pod.from_api(data["podStop"])
 
     def restart_pod(self, pod_id: str) -> Pod:
-        raise ApiUnavailableError(
-            f"Restarting pod {pod_id} in place needs RunPod's REST v2 API (GraphQL has no restart); "
-            "use the control plane's choice (RunPod().pods), or stop and start the pod."
-        )
+        raise self._needs_rest("restart_pod")
 
     def terminate_pod(self, pod_id: str) -> None:
         self._client.execute(gql.TERMINATE_POD, {"input": {"podId": pod_id}}, idempotent=True)
@@ -353,17 +364,11 @@ class GraphQLPodApi:
     def delete_template(self, name: str) -> None:
         self._client.execute(gql.DELETE_TEMPLATE, {"templateName": name}, idempotent=True)
 
-    def _volumes_need_rest(self) -> ApiUnavailableError:
-        return ApiUnavailableError(
-            "Network volumes are managed over RunPod's REST v2 API; use the control plane's choice "
-            "(RunPod().volumes), which sends them there."
-        )
-
     def list_network_volumes(self) -> list[NetworkVolume]:
-        raise self._volumes_need_rest()
+        raise self._needs_rest("list_network_volumes")
 
     def create_network_volume(self, request: VolumeRequest) -> NetworkVolume:
-        raise self._volumes_need_rest()
+        raise self._needs_rest("create_network_volume")
 
     def delete_network_volume(self, volume_id: str) -> None:
-        raise self._volumes_need_rest()
+        raise self._needs_rest("delete_network_volume")

@@ -339,6 +339,10 @@ class RestPodApi:
     def __init__(self, client: RestClient) -> None:
         self._client = client
 
+    def require(self, operation: str) -> None:
+        if operation in ("create_spot_pod", "resume_spot_pod"):
+            raise ApiUnavailableError(SPOT_NEEDS_GRAPHQL + ".")
+
     # --- GPUs and pods ---
 
     def gpu_types(
@@ -398,9 +402,7 @@ class RestPodApi:
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         """REST v2 resumes a pod with the GPU count it had; ``gpu_count`` must be that count."""
         if bid_per_gpu_usd is not None:
-            raise ApiUnavailableError(
-                f"Resuming spot pod {pod_id} with a bid needs GraphQL: {SPOT_NEEDS_GRAPHQL}."
-            )
+            self.require("resume_spot_pod")
         pod = self._action(pod_id, "start", idempotent=False)
         if pod.gpu_count and pod.gpu_count != gpu_count:
             raise ConfigError(

@@ -87,7 +87,13 @@ class VolumeRequest:
 
 
 class PodApi(Protocol):
-    """What pods and GPUs need from RunPod, in our own types."""
+    """What pods and GPUs need from RunPod, in our own types. Operation names are the method names, plus
+    ``create_spot_pod`` and ``resume_spot_pod`` for the spot forms of create and resume."""
+
+    def require(self, operation: str) -> None:
+        """Raise :class:`~runpod_hybrid.errors.ApiUnavailableError` now, before any call, when ``operation``
+        cannot be served (e.g. a spot create once GraphQL is gone)."""
+        ...
 
     def gpu_types(
         self, gpu_count: int, ids: list[str] | None = None, data_center_id: str | None = None

@@ -387,10 +387,14 @@ class Pods:
         """Create one pod, trying candidates in order. Never makes two pods for one call."""
         if spec.gpu_count < 1:
             raise ValueError("gpu_count must be at least 1")
+        if spec.spot:  # before choosing: only GraphQL knows spot prices
+            self._api.require("create_spot_pod")
         spec = place_on_volume(spec, self._api)
         prefs = preferences_for(spec, self._settings)
         candidates = self.gpus.candidates(prefs, spec.gpu_count, data_center_id=spec.data_center_id)
         if not candidates:
+            if spec.spot:  # GraphQL may have gone while choosing; then no API has spot prices
+                self._api.require("create_spot_pod")
             raise CapacityError(
                 f"No GPU matching your request is in stock for {spec.gpu_count} GPU(s) in "
                 f"{'/'.join(prefs.cloud_types)}{where_placed(spec, self._api)}. `rph gpus --count {spec.gpu_count}` "
