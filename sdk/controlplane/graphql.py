@@ -283,8 +283,10 @@ class GraphQLPodApi:
     def create_pod(self, request: CreatePodRequest) -> Pod:
         document = gql.CREATE_SPOT_POD if request.spot else gql.CREATE_ON_DEMAND_POD
         field_name = "podRentInterruptable" if request.spot else "podFindAndDeployOnDemand"
-        data = self._client.execute(document, create_variables(request))
-        return Pod.from_api(data[field_name])
+        raw = self._client.execute(document, create_variables(request))[field_name]
+        # The new pod's data centre, GPU type and price are extras: asked for apart, as on every read.
+        extras = self._extras(gql.GET_POD_EXTRAS, {"input": {"podId": raw.get("id")}})
+        return Pod.from_api(_with_extras(raw, (extras or {}).get("pod")))
 
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         if bid_per_gpu_usd is None:
