@@ -5,14 +5,14 @@ the volume's data centre, it continues from them. Against both API stand-ins and
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_jobs import pod_jobs, sshd  # noqa: F401 - sshd is a fixture
 
 from runpod_hybrid import RunPod
 from runpod_hybrid.config import load_config
-from runpod_hybrid.jobs import Jobs, JobSpec, PodCommandBackend
+from runpod_hybrid.jobs import JobSpec
 
 from conftest import SENTINEL_KEY
 from rest_standin import RestStandinServer
@@ -25,18 +25,11 @@ mkdir -p out && echo "step $step" > out/result.txt
 """
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPod]:
-    pod = SshdPod(tmp_path_factory.mktemp("runpod")).setup()
-    yield pod
-    pod.stop()
-
-
 @pytest.mark.skipif(getpass.getuser() != "root", reason="RunPod pods are entered as root")
 def test_a_job_run_again_on_a_new_pod_continues_from_its_checkpoints_on_the_volume(
     standin: StandinServer,
     rest_standin: RestStandinServer,
-    sshd: SshdPod,
+    sshd: SshdPod,  # noqa: F811 - the fixture
     isolated_home: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -54,15 +47,7 @@ def test_a_job_run_again_on_a_new_pod_continues_from_its_checkpoints_on_the_volu
     config = load_config(SENTINEL_KEY, env={"RPH_CONFIG": str(settings)}, home=isolated_home)
     rp = RunPod(config=config, graphql_url=standin.url, rest_url=rest_standin.url)
     volume = rp.volumes.create("ckpt", size_gb=10, data_center_id="US-KS-2")
-    jobs = Jobs(
-        rp.job_store,
-        rp.config.settings,
-        has_api_key=True,
-        backends={
-            ("command", "pod"): PodCommandBackend(rp.pods, rp.remote, root=str(sshd.workspace), poll_s=0.2)
-        },
-        pod_offers=lambda _job: [],
-    )
+    jobs = pod_jobs(rp, rp.pods, str(sshd.workspace), 0.2)
     work = tmp_path / "project"
     work.mkdir()
     (work / "train.sh").write_text(TRAIN)

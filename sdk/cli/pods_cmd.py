@@ -7,7 +7,18 @@ import json
 import sys
 from typing import Any
 
-from .common import EXIT_ERROR, Commands, as_json, client, emit, money, on_a_terminal, parse_env, status_line
+from .common import (
+    EXIT_ERROR,
+    Commands,
+    as_json,
+    client,
+    confirmed,
+    emit,
+    money,
+    on_a_terminal,
+    parse_env,
+    status_line,
+)
 
 
 def _gpus(args: argparse.Namespace) -> int:
@@ -141,15 +152,13 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _terminate(args: argparse.Namespace) -> int:
-    from runpod_hybrid.errors import ConfigError
-
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"Terminating deletes {args.pod} and its volume disk. Pass --yes to confirm.")
-        answer = input(f"Terminate {args.pod}? Its volume disk is deleted. Type the pod id to confirm: ")
-        if answer.strip() != args.pod:
-            sys.stderr.write("not confirmed; nothing done\n")
-            return EXIT_ERROR
+    if not confirmed(
+        args,
+        refusal=f"Terminating deletes {args.pod} and its volume disk.",
+        prompt=f"Terminate {args.pod}? Its volume disk is deleted. Type the pod id to confirm: ",
+        expected=args.pod,
+    ):
+        return EXIT_ERROR
     client(args).pods.terminate(args.pod)
     emit(args, {"terminated": args.pod}, f"terminated {args.pod}")
     return 0

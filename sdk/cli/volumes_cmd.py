@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
-from .common import EXIT_ERROR, Commands, client, emit
+from .common import EXIT_ERROR, Commands, client, confirmed, emit
 
 if TYPE_CHECKING:
     from runpod_hybrid.controlplane import NetworkVolume
@@ -38,15 +37,13 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from runpod_hybrid.errors import ConfigError
-
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"Deleting {args.volume} destroys its data for good. Pass --yes to confirm.")
-        answer = input(f"Delete network volume {args.volume} and its data? Type its id or name to confirm: ")
-        if answer.strip() != args.volume:
-            sys.stderr.write("not confirmed; nothing done\n")
-            return EXIT_ERROR
+    if not confirmed(
+        args,
+        refusal=f"Deleting {args.volume} destroys its data for good.",
+        prompt=f"Delete network volume {args.volume} and its data? Type {args.volume} to confirm: ",
+        expected=args.volume,
+    ):
+        return EXIT_ERROR
     volume = client(args).volumes.delete(args.volume)
     emit(args, {"deleted": volume.id}, f"deleted network volume {volume.id} ({volume.name})")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from runpod_hybrid.errors import NotFoundError
@@ -266,10 +266,29 @@ class PodTelemetry:
     missing: tuple[str, ...] = ()
 
     @classmethod
-    def from_api(cls, raw: Any) -> PodTelemetry:
-        pod = Pod.from_api(raw)
-        telemetry = _map(_map(raw).get("latestTelemetry"))
+    def from_pod(cls, pod: Pod, missing: tuple[str, ...] = ()) -> PodTelemetry:
+        """What the pod's own ``runtime`` says (all REST v2 gives; GraphQL adds ``latestTelemetry``)."""
         runtime = pod.runtime
+        uptime = runtime.uptime_s if runtime else 0
+        return cls(
+            pod_id=pod.id,
+            status=pod.status,
+            uptime_s=uptime,
+            usd_per_hour=pod.usd_per_hour,
+            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
+            cpu_percent=runtime.cpu_percent if runtime else None,
+            memory_percent=runtime.memory_percent if runtime else None,
+            gpus=runtime.gpus if runtime else (),
+            sampled_at=None,
+            missing=missing,
+        )
+
+    @classmethod
+    def from_api(cls, raw: Any) -> PodTelemetry:
+        base = cls.from_pod(Pod.from_api(raw))
+        telemetry = _map(_map(raw).get("latestTelemetry"))
+        if not telemetry:
+            return base
         gpus = tuple(
             GpuUsage(
                 str(_map(g).get("id") or i),
@@ -279,21 +298,12 @@ class PodTelemetry:
                 _float(_map(g).get("powerWatts")),
             )
             for i, g in enumerate(_list(telemetry.get("individualGpuMetrics")))
-        ) or (runtime.gpus if runtime else ())
-        uptime = runtime.uptime_s if runtime else 0
-        return cls(
-            pod_id=pod.id,
-            status=pod.status,
-            uptime_s=uptime,
-            usd_per_hour=pod.usd_per_hour,
-            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
-            cpu_percent=_float(telemetry.get("cpuUtilization"))
-            if telemetry
-            else (runtime.cpu_percent if runtime else None),
-            memory_percent=_float(telemetry.get("memoryUtilization"))
-            if telemetry
-            else (runtime.memory_percent if runtime else None),
-            gpus=gpus,
+        )
+        return replace(
+            base,
+            cpu_percent=_float(telemetry.get("cpuUtilization")),
+            memory_percent=_float(telemetry.get("memoryUtilization")),
+            gpus=gpus or base.gpus,
             sampled_at=telemetry.get("time"),
         )
 

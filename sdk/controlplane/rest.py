@@ -370,22 +370,7 @@ class RestPodApi:
 
     def pod_telemetry(self, pod_id: str) -> PodTelemetry | None:
         pod = self.get_pod(pod_id)
-        if pod is None:
-            return None
-        runtime = pod.runtime
-        uptime = runtime.uptime_s if runtime else 0
-        return PodTelemetry(
-            pod_id=pod.id,
-            status=pod.status,
-            uptime_s=uptime,
-            usd_per_hour=pod.usd_per_hour,
-            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
-            cpu_percent=runtime.cpu_percent if runtime else None,
-            memory_percent=runtime.memory_percent if runtime else None,
-            gpus=runtime.gpus if runtime else (),
-            sampled_at=None,
-            missing=TELEMETRY_MISSING,
-        )
+        return PodTelemetry.from_pod(pod, TELEMETRY_MISSING) if pod else None
 
     def create_pod(self, request: CreatePodRequest) -> Pod:
         return pod_from_rest(self._client.call("POST", "/pods", json_body=create_body(request)))
