@@ -203,7 +203,8 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "Create a GPU pod. COSTS MONEY per second while it runs (the result states $/hour). Safe "
         "defaults: RunPod terminates it after `ttl_h` hours (default from settings, 24), SSH is set up, "
         "budget caps refuse expensive pods, and no capacity falls back to the next GPU type. `spot` is "
-        "cheaper but can be interrupted. Next: wait_for_pod, then pod_exec.",
+        "cheaper but can be interrupted. `network_volume` (id or name, list_volumes) is mounted at /workspace "
+        "and places the pod in that volume's data centre. Next: wait_for_pod, then pod_exec.",
     )
     def create_pod(
         gpu_types: list[str],
@@ -213,6 +214,7 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         spot: bool = False,
         ttl_h: float | None = None,
         volume_gb: int | None = None,
+        network_volume: str | None = None,
     ) -> dict[str, Any]:
         from runpod_hybrid import PodSpec
 
@@ -225,6 +227,7 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
                 spot=spot,
                 ttl_h=ttl_h,
                 volume_gb=volume_gb,
+                network_volume_id=network_volume,
             )
         )
         return {
@@ -443,6 +446,39 @@ def _serverless_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         return {"health": tools.client.endpoint(endpoint).health()}
 
 
+def _volume_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
+    """Network volume tools (served by RunPod's REST v2 API whatever control_plane says)."""
+
+    @tool(
+        kinds.read,
+        "List your network volumes (storage that outlives pods) with size and data centre. Free, read-only. "
+        "A pod using one runs in its data centre.",
+    )
+    def list_volumes() -> dict[str, Any]:
+        return {"volumes": _plain(tools.client.volumes.list())}
+
+    @tool(
+        kinds.costs,
+        "Create a network volume of `size_gb` (10-4096) in `data_center_id` (e.g. EU-RO-1). COSTS MONEY per "
+        "GB-month until deleted. Pods that use it (create_pod's network_volume) run in that data centre.",
+    )
+    def create_volume(name: str, size_gb: int, data_center_id: str) -> dict[str, Any]:
+        volume = tools.client.volumes.create(name, size_gb=size_gb, data_center_id=data_center_id)
+        return {"volume": _plain(volume), "note": "billed per GB-month until delete_volume"}
+
+    @tool(
+        kinds.destroys,
+        "Delete a network volume and all its data for good. Give its exact name as `confirm_name` "
+        "(list_volumes shows it). Refused while a pod still uses it.",
+    )
+    def delete_volume(volume_id: str, confirm_name: str) -> dict[str, Any]:
+        volume = tools.client.volumes.get(volume_id)
+        if confirm_name != volume.name:
+            raise ValueError(f"confirm_name must be the volume's name {volume.name!r}; nothing was deleted.")
+        tools.client.volumes.delete(volume.id)
+        return {"deleted": volume.id}
+
+
 def _accept_log_level(server: MCPServer) -> None:
     """Answer ``logging/setLevel``, which clients on the 2025 protocol revisions send (the 2026-07-28 revision
     dropped it). rph-mcp sends no log messages over the protocol (its logs go to stderr), so any level is
@@ -511,6 +547,7 @@ def build_server(
     _remote_tools(tool, tools, kinds)
     _job_tools(tool, tools, kinds)
     _serverless_tools(tool, tools, kinds)
+    _volume_tools(tool, tools, kinds)
     return server
 
 

@@ -340,6 +340,8 @@ class HttpTransport:
             status=response.status_code,
             elapsed_s=round(self._clock() - started, 3),
         )
+        if response.status_code == 204:  # REST v2 deletes and terminates answer with no body
+            return None
         if 200 <= response.status_code < 300:
             try:
                 parsed = json.loads(raw)

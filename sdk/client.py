@@ -16,9 +16,9 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from ._http import HttpTransport
-    from .controlplane import PodApi
+    from .controlplane import ControlPlane
     from .jobs import Jobs, JobSpec, JobStore, PodOffer
-    from .pods import Gpus, Pods
+    from .pods import Gpus, Pods, Volumes
     from .remote import SshRunner
     from .serverless import BatchSummary, Endpoint, Endpoints, ProgressCallback
 
@@ -47,7 +47,8 @@ class RunPod:
     >>> rp.remote(pod_id).exec(["nvidia-smi"])
     >>> rp.endpoint("my-endpoint").map(embed, texts)
 
-    Resources: :attr:`jobs`, :attr:`pods`, :attr:`gpus`, :attr:`endpoints` (serverless endpoint management),
+    Resources: :attr:`jobs`, :attr:`pods`, :attr:`gpus`, :attr:`volumes` (network volumes), :attr:`endpoints`
+    (serverless endpoint management),
     :meth:`endpoint` (one endpoint's job API) and :meth:`remote` (commands and files on a pod).
     """
 
@@ -58,14 +59,16 @@ class RunPod:
         profile: str | None = None,
         config: Config | None = None,
         graphql_url: str | None = None,
+        rest_url: str | None = None,
     ) -> None:
         """``api_key`` overrides ``RUNPOD_API_KEY`` and ``~/.runpod/config.toml`` (``profile`` picks the table
-        there); ``config`` is a ready :class:`Config`; ``graphql_url`` points the control plane elsewhere
-        (``RPH_GRAPHQL_URL``: a proxy or a test stand-in)."""
-        from .controlplane import GRAPHQL_URL
+        there); ``config`` is a ready :class:`Config`; ``graphql_url`` and ``rest_url`` point the control plane
+        elsewhere (``RPH_GRAPHQL_URL``, ``RPH_REST_URL``: a proxy or a test stand-in)."""
+        from .controlplane import GRAPHQL_URL, REST_URL
 
         self.config = config or load_config(api_key, profile=profile)
         self._graphql_url = api_url(graphql_url or os.environ.get("RPH_GRAPHQL_URL") or GRAPHQL_URL)
+        self._rest_url = api_url(rest_url or os.environ.get("RPH_REST_URL") or REST_URL)
 
     @cached_property
     def transport(self) -> HttpTransport:
@@ -75,11 +78,24 @@ class RunPod:
         return HttpTransport(self.config.require_key)
 
     @cached_property
-    def pod_api(self) -> PodApi:
-        """The control-plane seam (GraphQL)."""
-        from .controlplane import GraphQLClient, GraphQLPodApi
+    def pod_api(self) -> ControlPlane:
+        """The control-plane seam: GraphQL or REST v2 per operation (the ``control_plane`` setting);
+        ``pod_api.routes()`` says which API each operation uses now."""
+        from .controlplane import (
+            ControlPlane,
+            GoneMemory,
+            GraphQLClient,
+            GraphQLPodApi,
+            RestClient,
+            RestPodApi,
+        )
 
-        return GraphQLPodApi(GraphQLClient(self.transport, self._graphql_url))
+        return ControlPlane(
+            GraphQLPodApi(GraphQLClient(self.transport, self._graphql_url)),
+            RestPodApi(RestClient(self.transport, self._rest_url)),
+            mode=self.config.settings.control_plane,
+            memory=GoneMemory(self.config.paths.state_dir / "control-plane.json"),
+        )
 
     @cached_property
     def pods(self) -> Pods:
@@ -98,6 +114,13 @@ class RunPod:
     def gpus(self) -> Gpus:
         """GPU types with live stock and prices."""
         return self.pods.gpus
+
+    @cached_property
+    def volumes(self) -> Volumes:
+        """List, create and delete network volumes (pods using one are placed in its data centre)."""
+        from .pods import Volumes
+
+        return Volumes(self.pod_api)
 
     @cached_property
     def endpoints(self) -> Endpoints:

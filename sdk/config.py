@@ -21,6 +21,8 @@ from .errors import ConfigError, MissingApiKeyError
 
 CloudType = Literal["SECURE", "COMMUNITY", "ALL"]
 CLOUD_TYPES: tuple[str, ...] = get_args(CloudType)
+ControlPlaneSetting = Literal["auto", "graphql", "rest"]
+CONTROL_PLANE_SETTINGS: tuple[str, ...] = get_args(ControlPlaneSetting)
 
 DEFAULT_IMAGE = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
 
@@ -73,6 +75,7 @@ class Settings:
     max_total_usd_per_hour: float = 20.0
     ssh_key_path: str = "~/.runpod/ssh/rph_ed25519"
     serverless_prices_path: str = ""
+    control_plane: ControlPlaneSetting = "auto"
     endpoints: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -101,6 +104,10 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc("ssh_key_path", "private key used for pods (generated on first use when missing)"),
     SettingDoc("serverless_prices_path", "JSON price table overriding the bundled serverless list prices"),
+    SettingDoc(
+        "control_plane",
+        "RunPod API for pods and endpoints: auto (GraphQL, then REST v2 once GraphQL is gone), graphql or rest",
+    ),
     SettingDoc("endpoints", '[endpoints] table: name = "endpoint id" of your serverless endpoints'),
 )
 
@@ -228,6 +235,8 @@ def _coerce(name: str, value: Any, default: Any, where: str) -> Any:
             raise bad("a string")
         if name == "cloud_type" and value.upper() not in CLOUD_TYPES:
             raise bad("one of " + ", ".join(CLOUD_TYPES))
+        if name == "control_plane" and value not in CONTROL_PLANE_SETTINGS:
+            raise bad("one of " + ", ".join(CONTROL_PLANE_SETTINGS))
         return value.upper() if name == "cloud_type" else value
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -11,6 +11,7 @@ they occur, with ``raise ... from exc``. Every message says what to do next, and
     │   └── MissingApiKeyError           no key found in any of the three places
     ├── LocalPathError                   a local file or dir an operation needs is missing or unusable
     ├── BudgetExceededError              a create/submit would exceed a configured cost cap
+    ├── ApiUnavailableError              the operation needs an API this process cannot use (GraphQL gone, REST lacks it)
     ├── ApiError                         RunPod answered, but not with what we asked for
     │   ├── ApiStatusError               an HTTP status we do not expect (other 4xx)
     │   │   ├── AuthError                401/403, or `myself: null`
@@ -52,6 +53,7 @@ __all__ = [
     "TERMINAL_STATES",
     "ApiError",
     "ApiStatusError",
+    "ApiUnavailableError",
     "AuthError",
     "BadResponseError",
     "BudgetExceededError",
@@ -115,6 +117,11 @@ class BudgetExceededError(RunPodHybridError):
         self.cost_usd = cost_usd
         self.cap_usd = cap_usd
         super().__init__(message)
+
+
+class ApiUnavailableError(RunPodHybridError):
+    """The operation needs one of RunPod's control-plane APIs that this process cannot use: spot pods once
+    GraphQL is gone (or ``control_plane = "rest"``), or something REST v2 does not offer."""
 
 
 class ApiError(RunPodHybridError):

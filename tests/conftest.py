@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -22,12 +23,25 @@ import structlog
 from runpod_hybrid._http import HttpTransport
 from runpod_hybrid._logging import redact_value
 from runpod_hybrid.config import ApiKey
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi, PodApi, RestClient, RestPodApi
 
-from runpod_standin import StandinServer, start_standin
+from rest_standin import RestStandinServer, rest_equivalent, start_rest_standin
+from runpod_standin import Fault, StandinServer, start_standin
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = ROOT / "cassettes"
 REAL_GRAPHQL_URL = "https://api.runpod.io/graphql"
+REAL_REST_URL = "https://api.runpod.io/v2"
+CONTROL_PLANES = ("graphql", "rest")
+# The REST v2 operation that stands for each GraphQL one, for faults injected in tests of both backends.
+REST_OPERATION = {
+    "CreateOnDemandPod": "createPod",
+    "ResumePod": "podAction",
+    "StopPod": "podAction",
+    "GetPod": "getPod",
+    "ListPods": "listPods",
+    "GpuTypes": "listGpuTypes",
+}
 
 # A key-shaped sentinel: tests assert it never appears in output, logs, errors or cassettes.
 SENTINEL_KEY = "rpa_SENTINEL0KEY1DO2NOT3LEAK4ABCDEFGHIJKLMNOPQ"
@@ -110,10 +124,20 @@ def standin() -> Iterator[StandinServer]:
     stop()
 
 
+@pytest.fixture
+def rest_standin(standin: StandinServer) -> Iterator[RestStandinServer]:
+    """RunPod's REST v2 API on loopback, serving the same account as ``standin``."""
+    server, stop = start_rest_standin(standin.state)
+    yield server
+    stop()
+    assert server.spec_violations == [], "the REST v2 stand-in answered outside RunPod's spec"
+
+
 @dataclass
 class ApiTarget:
-    """Where a cassette test sends its calls: RunPod's real URL on replay, the stand-in while recording.
+    """Where a cassette test sends its calls: RunPod's real URLs on replay, the stand-ins while recording.
 
+    ``backend`` is the control-plane API under test (``graphql`` or ``rest``): :meth:`pod_api` builds it.
     ``sent`` is every request the SDK sent through :meth:`transport` in this run (a response hook on the
     session), so tests assert on what was really sent, never on the cassette's recorded list."""
 
@@ -121,6 +145,9 @@ class ApiTarget:
     key: str
     standin: StandinServer | None
     sent: list[requests.PreparedRequest] = field(default_factory=list)
+    backend: str = "graphql"
+    rest_url: str = REAL_REST_URL
+    rest: RestStandinServer | None = None
 
     def seed(self) -> Any:
         """The stand-in's state to set up a recording; None on replay (the cassette holds the answers)."""
@@ -133,23 +160,76 @@ class ApiTarget:
             ApiKey(self.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock, session=session, **options
         )
 
+    def pod_api(self, fake_time: FakeTime, **options: Any) -> PodApi:
+        """The control-plane API under test, over :meth:`transport`."""
+        transport = self.transport(fake_time, **options)
+        if self.backend == "rest":
+            return RestPodApi(RestClient(transport, self.rest_url))
+        return GraphQLPodApi(GraphQLClient(transport, self.url))
+
+    def inject(self, graphql_operation: str, *faults: Fault) -> None:
+        """Queue faults (while recording) on an operation named as GraphQL names it; on REST v2 they land on
+        the matching operation, as RunPod's REST answer to the same condition."""
+        state = self.seed()
+        if state is None:
+            return
+        if self.backend == "rest":
+            state.faults[REST_OPERATION[graphql_operation]].extend(rest_equivalent(f) for f in faults)
+        else:
+            state.faults[graphql_operation].extend(faults)
+
     def sent_bodies(self, operation: str | None = None) -> list[dict[str, Any]]:
         """The JSON bodies sent, in order; only GraphQL ``operation``'s when given."""
         bodies = [json.loads(r.body) for r in self.sent if r.body]
         return [b for b in bodies if operation is None or b.get("operationName") == operation]
 
+    def sent_calls(self, method: str, path: str) -> list[Any]:
+        """The JSON bodies (None for none) of the REST v2 calls sent to ``method`` ``path`` (a regex)."""
+        return [
+            json.loads(r.body) if r.body else None
+            for r in self.sent
+            if r.method == method and re.fullmatch(".*/v2" + path, r.path_url.split("?")[0])
+        ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_control_planes: run the test's runpod_api against GraphQL and against REST v2"
+    )
+    config.addinivalue_line(
+        "markers", "graphql_only: a both_control_planes test of something only GraphQL has"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "runpod_api" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("both_control_planes") is None:
+        return
+    only = ["graphql"] if metafunc.definition.get_closest_marker("graphql_only") else list(CONTROL_PLANES)
+    metafunc.parametrize("control_plane", only, indirect=True)
+
 
 @pytest.fixture
-def runpod_api(record_mode: str) -> Iterator[ApiTarget]:
+def control_plane(request: pytest.FixtureRequest) -> str:
+    """The control-plane API a ``runpod_api`` test runs against (``both_control_planes`` tests get both)."""
+    return str(getattr(request, "param", "graphql"))
+
+
+@pytest.fixture
+def runpod_api(record_mode: str, control_plane: str) -> Iterator[ApiTarget]:
     if record_mode == "none":
-        yield ApiTarget(REAL_GRAPHQL_URL, SENTINEL_KEY, None)
+        yield ApiTarget(REAL_GRAPHQL_URL, SENTINEL_KEY, None, backend=control_plane)
         return
     if os.environ.get("RPH_RECORD_LIVE") and os.environ.get("RUNPOD_API_KEY"):
-        yield ApiTarget(REAL_GRAPHQL_URL, os.environ["RUNPOD_API_KEY"], None)
+        yield ApiTarget(REAL_GRAPHQL_URL, os.environ["RUNPOD_API_KEY"], None, backend=control_plane)
         return
     server, stop = start_standin(SENTINEL_KEY)
-    yield ApiTarget(server.url, SENTINEL_KEY, server)
+    rest, stop_rest = start_rest_standin(server.state)
+    yield ApiTarget(server.url, SENTINEL_KEY, server, backend=control_plane, rest_url=rest.url, rest=rest)
+    stop_rest()
     stop()
+    assert rest.spec_violations == [], "the REST v2 stand-in answered outside RunPod's spec"
 
 
 def _scrub_body(raw: bytes | str | None) -> bytes | str | None:
@@ -166,6 +246,9 @@ def scrub_request(request: Any) -> Any:
     """Before a request is saved or matched: the real host, no Authorization value, no pod env or keys."""
     if request.host == "127.0.0.1" and request.path == "/graphql":
         request.uri = REAL_GRAPHQL_URL
+    elif request.host == "127.0.0.1" and request.path.startswith("/v2/"):
+        query = request.uri.partition("?")[2]
+        request.uri = REAL_REST_URL + request.path.removeprefix("/v2") + (f"?{query}" if query else "")
     request.body = _scrub_body(request.body)
     return request
 
@@ -219,13 +302,26 @@ def cassette_file(cassette_dir: str, test_name: str) -> Path:
     return Path(cassette_dir) / f"{test_name}.yaml"
 
 
+@pytest.fixture
+def default_cassette_name(request: pytest.FixtureRequest) -> str:
+    """A test's cassette: its name with its parameters, except that the GraphQL run of a
+    ``both_control_planes`` test keeps the plain name (``test_x``, ``test_y[message]``) and the REST v2 run is
+    ``test_x[rest]``, ``test_y[rest-message]``."""
+    name: str = request.node.name
+    if "control_plane" in getattr(getattr(request.node, "callspec", None), "params", {}):
+        name = re.sub(r"\[graphql\]$", "", name).replace("[graphql-", "[").replace("-graphql]", "]")
+    return name
+
+
 @pytest.fixture(autouse=True)
 def vcr_test_has_its_cassette(request: pytest.FixtureRequest) -> None:
     """On replay, a vcr test without its cassette fails at once, instead of passing if it happens to make no
     request."""
     if request.node.get_closest_marker("vcr") is None or request.getfixturevalue("record_mode") != "none":
         return
-    path = cassette_file(request.getfixturevalue("vcr_cassette_dir"), request.node.name)
+    path = cassette_file(
+        request.getfixturevalue("vcr_cassette_dir"), request.getfixturevalue("default_cassette_name")
+    )
     if not path.exists():
         pytest.fail(
             f"{request.node.nodeid} is a vcr test without its cassette {path}; record it (cassettes/README.md)"

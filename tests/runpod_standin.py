@@ -155,11 +155,21 @@ class StandinState:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
-        # Scripted `pod` answers: pod id -> successive updates applied on each GetPod/PodTelemetry.
+        # Scripted `pod` answers: pod id -> successive updates applied on each read (GetPod, REST getPod).
         self.pod_timeline: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.hang_release = threading.Event()
         # The runtime new pods report (None: not started, as RunPod answers right after a create).
         self.new_pod_runtime: dict[str, Any] | None = None
+        # Data centres and where each GPU type is offered (a type not listed: in every data centre), and the
+        # network volumes (REST v2 shape, served by rest_standin.py).
+        self.data_centers: dict[str, str] = {"EU-RO-1": "Europe Romania 1", "US-KS-2": "US Kansas 2"}
+        self.gpu_data_centers: dict[str, tuple[str, ...]] = {}
+        self.network_volumes: dict[str, dict[str, Any]] = {}
+
+    def offered_in(self, gpu_id: str, data_center_id: str | None) -> bool:
+        return data_center_id is None or data_center_id in self.gpu_data_centers.get(
+            gpu_id, tuple(self.data_centers)
+        )
 
     # --- seeding helpers for tests ---
 
@@ -185,7 +195,8 @@ class StandinState:
         price = gpu["securePrice"] if cloud == "SECURE" else gpu["communityPrice"]
         stock = gpu["stock"][cloud]
         count = int(price_input.get("gpuCount", 1))
-        if stock is None or price is None or count > gpu["maxGpuCount"]:
+        here = self.offered_in(gpu["id"], price_input.get("dataCenterId"))
+        if stock is None or price is None or count > gpu["maxGpuCount"] or not here:
             # Out of stock: the object is there, its fields are null (as recorded 2026-08-20).
             return {
                 "uninterruptablePrice": None,
@@ -249,7 +260,7 @@ class StandinState:
             "machine": {
                 "gpuDisplayName": gpu["displayName"],
                 "gpuTypeId": gpu["id"],
-                "dataCenterId": "EU-RO-1",
+                "dataCenterId": spec.get("dataCenterId") or "EU-RO-1",
                 "secureCloud": secure,
                 "supportPublicIp": secure or bool(spec.get("supportPublicIp")),
                 "podHostId": f"{pod_id}-64410065",
@@ -258,9 +269,11 @@ class StandinState:
             "latestTelemetry": None,
         }
 
-    def _has_capacity(self, gpu_id: str | None, cloud: str, count: int) -> bool:
+    def _has_capacity(
+        self, gpu_id: str | None, cloud: str, count: int, data_center_id: str | None = None
+    ) -> bool:
         gpu = self._gpu(gpu_id)
-        if gpu is None:
+        if gpu is None or not self.offered_in(gpu["id"], data_center_id):
             return False
         clouds = ["SECURE", "COMMUNITY"] if cloud == "ALL" else [cloud]
         return any(gpu["stock"][c] is not None and count <= gpu["maxGpuCount"] for c in clouds)
@@ -269,7 +282,7 @@ class StandinState:
         ids = spec.get("gpuTypeIdList") or [spec.get("gpuTypeId")]
         cloud = spec.get("cloudType") or "ALL"
         count = int(spec.get("gpuCount") or 1)
-        chosen = next((g for g in ids if self._has_capacity(g, cloud, count)), None)
+        chosen = next((g for g in ids if self._has_capacity(g, cloud, count, spec.get("dataCenterId"))), None)
         if chosen is None:
             raise graphql.GraphQLError(CAPACITY_MESSAGE)
         pod = self._new_pod({**spec, "gpuTypeId": chosen}, spot=spot)
@@ -298,8 +311,10 @@ class StandinState:
                 }
 
             @staticmethod
-            def pod(_info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
-                pod = state.get(input["podId"])
+            def pod(info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
+                # One read of a pod is its core query; the extras that follow it see the same moment.
+                core = info.operation.name.value == "GetPod"
+                pod = state.get(input["podId"]) if core else state.pods.get(input["podId"])
                 return None if pod is None or pod["desiredStatus"] == "TERMINATED" else pod
 
             @staticmethod

@@ -29,7 +29,9 @@ def _env_values(value: Any) -> list[str]:
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            if key == "env" and isinstance(item, list):
+            if key == "env" and isinstance(item, dict):  # REST v2: a map of name to value
+                found += [str(v) for v in item.values()]
+            elif key == "env" and isinstance(item, list):
                 for entry in item:
                     if isinstance(entry, str):
                         found.append(entry.partition("=")[2])
@@ -68,6 +70,10 @@ def test_cassette_holds_no_secret(path: Path) -> None:
 
 def test_guard_catches_a_leaky_cassette(tmp_path: Path) -> None:
     """The guard's own checks fire on a cassette that leaks (so a passing guard means something)."""
-    leaky = {"env": ["HF_TOKEN=hf_abc"], "input": {"env": [{"key": "A", "value": "secret"}]}}
-    assert _env_values(leaky) == ["hf_abc", "secret"]
+    leaky = {
+        "env": ["HF_TOKEN=hf_abc"],
+        "input": {"env": [{"key": "A", "value": "secret"}]},
+        "pod": {"env": {"B": "x"}},
+    }
+    assert _env_values(leaky) == ["hf_abc", "secret", "x"]
     assert KEY_LIKE.search(f"Bearer {SENTINEL_KEY}")

@@ -1,10 +1,10 @@
-"""Endpoint management, replayed from cassettes/endpoints/ (recorded against the stand-in)."""
+"""Endpoint management, replayed from cassettes/endpoints/ (recorded against the stand-ins), on GraphQL and on
+REST v2."""
 
 from __future__ import annotations
 
 import pytest
 
-from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
 from runpod_hybrid.errors import NotFoundError
 from runpod_hybrid.serverless import Endpoints
 
@@ -12,10 +12,11 @@ from conftest import ApiTarget, FakeTime
 
 
 def endpoints(target: ApiTarget, fake_time: FakeTime) -> Endpoints:
-    return Endpoints(GraphQLPodApi(GraphQLClient(target.transport(fake_time), target.url)))
+    return Endpoints(target.pod_api(fake_time))
 
 
 @pytest.mark.vcr
+@pytest.mark.both_control_planes
 def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     api = endpoints(runpod_api, fake_time)
     deployed = api.deploy(
@@ -34,13 +35,20 @@ def test_deploy_list_get_delete(runpod_api: ApiTarget, fake_time: FakeTime) -> N
     assert api.list() == []
     with pytest.raises(NotFoundError, match="rph endpoint list"):
         api.get(deployed.id)
-    bodies = runpod_api.sent_bodies()
+    want_env = {"RPH_TASKS": "my_tasks", "HF_TOKEN": "hf_secret"}
+    if runpod_api.backend == "rest":
+        [template] = runpod_api.sent_calls("POST", "/templates")
+        assert template["serverless"] is True and template["image"] == "me/worker:1"
+        assert template["env"] == want_env
+        [endpoint] = runpod_api.sent_calls("POST", "/serverless")
+        assert endpoint["timeout"] == 120_000 and endpoint["gpu"]["pools"] == ["AMPERE_16", "ADA_24"]
+        deletes = [r.path_url.split("/")[2] for r in runpod_api.sent if r.method == "DELETE"]
+        assert deletes == ["serverless", "templates"]
+        return
     [template] = [b["variables"]["input"] for b in runpod_api.sent_bodies("SaveTemplate")]
     assert template["isServerless"] is True and template["imageName"] == "me/worker:1"
-    assert {e["key"]: e["value"] for e in template["env"]} == {
-        "RPH_TASKS": "my_tasks",
-        "HF_TOKEN": "hf_secret",
-    }
+    assert {e["key"]: e["value"] for e in template["env"]} == want_env
+    bodies = runpod_api.sent_bodies()
     order = [b["operationName"] for b in bodies if b["operationName"].startswith("Delete")]
     assert order == ["DeleteEndpoint", "DeleteTemplate"]
 

@@ -1,21 +1,14 @@
-"""GPU listing (replayed from cassettes/gpus/) and the pure candidate choice."""
+"""GPU listing (replayed from cassettes/gpus/, on GraphQL and on REST v2) and the pure candidate choice."""
 
 from __future__ import annotations
 
 import pytest
 
-from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.config import ApiKey
-from runpod_hybrid.controlplane import GpuOffer, GpuType, GraphQLClient, GraphQLPodApi
+from runpod_hybrid.controlplane import GpuOffer, GpuType
 from runpod_hybrid.errors import ConfigError
 from runpod_hybrid.pods import GpuPreferences, Gpus, choose, resolve_gpu_id
 
 from conftest import ApiTarget, FakeTime
-
-
-def pod_api(target: ApiTarget, fake_time: FakeTime) -> GraphQLPodApi:
-    transport = HttpTransport(ApiKey(target.key, "test"), sleep=fake_time.sleep, clock=fake_time.clock)
-    return GraphQLPodApi(GraphQLClient(transport, target.url))
 
 
 def gpu(
@@ -106,8 +99,9 @@ def test_gpu_count_above_the_type_max_is_refused() -> None:
 
 
 @pytest.mark.vcr
+@pytest.mark.both_control_planes
 def test_list_live_stock_and_prices(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
-    types = Gpus(pod_api(runpod_api, fake_time)).list(gpu_count=1)
+    types = Gpus(runpod_api.pod_api(fake_time)).list(gpu_count=1)
     ids = [g.id for g in types]
     assert "NVIDIA GeForce RTX 4090" in ids
     # In-stock cards come first, cheapest first; cards out of stock everywhere come last.
@@ -117,11 +111,15 @@ def test_list_live_stock_and_prices(runpod_api: ApiTarget, fake_time: FakeTime) 
     rtx = next(g for g in types if g.id == "NVIDIA GeForce RTX 4090")
     secure = rtx.offer("SECURE")
     assert secure is not None and secure.in_stock and secure.usd_per_gpu_hour == rtx.secure_usd_per_hour
+    # GraphQL gives minimum bids; REST v2 has no spot pods and says so.
+    assert (secure.min_bid_usd_per_gpu_hour is None) == (runpod_api.backend == "rest")
+    assert any("spot" in m for m in rtx.missing) == (runpod_api.backend == "rest")
 
 
 @pytest.mark.vcr
+@pytest.mark.both_control_planes
 def test_list_for_eight_gpus_and_min_vram(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
-    types = Gpus(pod_api(runpod_api, fake_time)).list(gpu_count=8, min_vram_gb=32, cloud_type="SECURE")
+    types = Gpus(runpod_api.pod_api(fake_time)).list(gpu_count=8, min_vram_gb=32, cloud_type="SECURE")
     assert types and all(g.memory_gb >= 32 for g in types)
     a4000 = [g for g in types if g.id == "NVIDIA RTX A4000"]
     assert a4000 == []  # 16 GB: filtered out

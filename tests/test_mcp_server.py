@@ -28,6 +28,7 @@ from runpod_standin import StandinServer
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 READ_TOOLS = {
+    "list_volumes",
     "list_gpu_types",
     "list_pods",
     "get_pod",
@@ -75,7 +76,7 @@ def keyed(standin: StandinServer, home: Path) -> Callable[[], RunPod]:
 
 def test_every_tool_with_honest_annotations() -> None:
     tools = {t.name: t for t in tools_of(build_server())}
-    assert len(tools) == 24
+    assert len(tools) == 27
     for name, tool in tools.items():
         annotations = tool.annotations
         assert annotations is not None and tool.description
@@ -163,7 +164,7 @@ def test_stdio_session_with_the_mcp_client(isolated_home: Path) -> None:
             return len(tools), await client.call_tool("list_jobs", {})
 
     count, listed = anyio.run(go)
-    assert count == 24
+    assert count == 27
     assert json.loads(listed.content[0].text)["jobs"] == []
 
 
@@ -239,3 +240,31 @@ def test_log_level_requests_of_2025_clients_are_accepted() -> None:
     capability, answer = anyio.run(go)
     assert capability is not None
     assert answer.model_dump(exclude_none=True) == {}
+
+
+def test_volume_tools_create_list_and_delete_with_the_name(
+    standin: StandinServer, isolated_home: Path
+) -> None:
+    from rest_standin import start_rest_standin
+
+    rest, stop = start_rest_standin(standin.state)
+    try:
+        config = load_config(SENTINEL_KEY, env={}, home=isolated_home)
+        server = build_server(
+            factory=lambda: RunPod(config=config, graphql_url=standin.url, rest_url=rest.url)
+        )
+        made = result_json(
+            call(server, "create_volume", {"name": "data", "size_gb": 20, "data_center_id": "EU-RO-1"})
+        )
+        volume_id = made["volume"]["id"]
+        assert "GB-month" in made["note"]
+        listed = result_json(call(server, "list_volumes"))
+        assert [(v["id"], v["data_center_id"]) for v in listed["volumes"]] == [(volume_id, "EU-RO-1")]
+        refused = call(server, "delete_volume", {"volume_id": volume_id, "confirm_name": "wrong"})
+        assert refused.is_error and volume_id in standin.state.network_volumes
+        assert result_json(
+            call(server, "delete_volume", {"volume_id": volume_id, "confirm_name": "data"})
+        ) == {"deleted": volume_id}
+        assert rest.spec_violations == []
+    finally:
+        stop()

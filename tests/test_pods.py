@@ -1,5 +1,6 @@
-"""Pod lifecycle, replayed from cassettes/pods/ (recorded against the stand-in); fault tests that cassettes
-cannot hold (a create that hangs after acting) run against the live stand-in."""
+"""Pod lifecycle, replayed from cassettes/pods/ (recorded against the stand-ins), on both control-plane APIs
+(GraphQL: ``test_x.yaml``; REST v2: ``test_x[rest].yaml``); fault tests that cassettes cannot hold (a create
+that hangs after acting) run against the live stand-in."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from runpod_hybrid.pods import CreateAttempt, Pods, PodSpec, build_request, tcp_
 from conftest import SENTINEL_KEY, ApiTarget, FakeTime
 from runpod_standin import Fault, StandinServer
 
+pytestmark = pytest.mark.both_control_planes
+
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeTestKeyForRunpodHybridTests rph-test"
 TOKEN = "0a1b2c3d"
@@ -42,10 +45,8 @@ def make_pods(
     probe: Any = lambda _host, _port: True,
     read_timeout_s: float = 30.0,
 ) -> Pods:
-    transport = target.transport(fake_time, read_timeout_s=read_timeout_s)
-    api = GraphQLPodApi(GraphQLClient(transport, target.url))
     return Pods(
-        api,
+        target.pod_api(fake_time, read_timeout_s=read_timeout_s),
         settings or Settings(),
         public_key=lambda: PUBLIC_KEY,
         now=lambda: NOW,
@@ -57,12 +58,21 @@ def make_pods(
 
 
 def sent_creates(target: ApiTarget) -> list[dict[str, Any]]:
-    """The create variables the SDK sent in this test, in order."""
+    """The creates the SDK sent in this test, in order: GraphQL's input variables or REST v2's bodies."""
+    if target.backend == "rest":
+        return target.sent_calls("POST", "/pods")
     return [
         b["variables"]["input"]
         for b in target.sent_bodies()
         if b["operationName"] in ("CreateOnDemandPod", "CreateSpotPod")
     ]
+
+
+def gpu_and_cloud(sent: dict[str, Any]) -> tuple[str, str]:
+    """The GPU type and cloud of a sent create, in either API's shape."""
+    if "gpu" in sent:
+        return sent["gpu"]["id"], sent["cloud"]
+    return sent["gpuTypeId"], sent["cloudType"]
 
 
 def seed_pod(target: ApiTarget, **overrides: Any) -> str:
@@ -98,10 +108,15 @@ def test_create_sends_ttl_ssh_port_public_key_and_token(runpod_api: ApiTarget, f
     assert result.pod.name == f"train-rph-{TOKEN}" and result.pod.client_token == TOKEN
     assert [a.outcome for a in result.attempts] == ["created"]
     [sent] = sent_creates(runpod_api)
-    assert sent["terminateAfter"] == "2026-11-27T12:00:00Z"  # the 24 h default TTL
-    assert sent["ports"] == "22/tcp"
-    assert sent["startSsh"] is True and sent["supportPublicIp"] is True
-    assert {e["key"]: e["value"] for e in sent["env"]} == {
+    assert sent["startSsh"] is True
+    if runpod_api.backend == "rest":  # no TTL field, ports a list, env a map
+        assert "terminateAfter" not in sent and sent["ports"] == ["22/tcp"]
+        env = sent["env"]
+    else:
+        assert sent["terminateAfter"] == "2026-11-27T12:00:00Z"  # the 24 h default TTL
+        assert sent["ports"] == "22/tcp" and sent["supportPublicIp"] is True
+        env = {e["key"]: e["value"] for e in sent["env"]}
+    assert env == {
         "HF_TOKEN": "hf_secret",
         "PUBLIC_KEY": PUBLIC_KEY,
         "RPH_CLIENT_TOKEN": TOKEN,
@@ -133,9 +148,7 @@ def test_create_variables_carry_the_real_values() -> None:
 def test_falls_back_across_three_candidates_through_two_capacity_shapes(
     runpod_api: ApiTarget, fake_time: FakeTime
 ) -> None:
-    state = runpod_api.seed()
-    if state is not None:
-        state.faults["CreateOnDemandPod"].extend([Fault.supply_constraint(), Fault.null_data()])
+    runpod_api.inject("CreateOnDemandPod", Fault.supply_constraint(), Fault.null_data())
     seen: list[CreateAttempt] = []
     result = make_pods(runpod_api, fake_time).create(
         PodSpec(gpu_types=(RTX4090, A4000, ADA2000)), on_attempt=seen.append
@@ -146,16 +159,14 @@ def test_falls_back_across_three_candidates_through_two_capacity_shapes(
         (ADA2000, "created"),
     ]
     assert seen == list(result.attempts)
-    assert [c["gpuTypeId"] for c in sent_creates(runpod_api)] == [RTX4090, A4000, ADA2000]
+    assert [gpu_and_cloud(c)[0] for c in sent_creates(runpod_api)] == [RTX4090, A4000, ADA2000]
     assert len({c["name"] for c in sent_creates(runpod_api)}) == 1  # one token for the whole create
     assert fake_time.sleeps == []
 
 
 @pytest.mark.vcr
 def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
-    state = runpod_api.seed()
-    if state is not None:
-        state.faults["CreateOnDemandPod"].append(Fault.capacity_message())
+    runpod_api.inject("CreateOnDemandPod", Fault.capacity_message())
     result = make_pods(runpod_api, fake_time).create(
         PodSpec(gpu_types=(RTX4090,), cloud_type="SECURE", fallback_cloud_types=("COMMUNITY",))
     )
@@ -163,7 +174,7 @@ def test_falls_back_to_the_next_cloud_type(runpod_api: ApiTarget, fake_time: Fak
         ("SECURE", "no_capacity"),
         ("COMMUNITY", "created"),
     ]
-    assert [c["cloudType"] for c in sent_creates(runpod_api)] == ["SECURE", "COMMUNITY"]
+    assert [gpu_and_cloud(c)[1] for c in sent_creates(runpod_api)] == ["SECURE", "COMMUNITY"]
 
 
 @pytest.mark.vcr
@@ -197,6 +208,7 @@ def test_over_the_total_cap_is_refused_before_any_create(runpod_api: ApiTarget, 
 
 
 @pytest.mark.vcr
+@pytest.mark.graphql_only
 def test_spot_create_bids_the_current_minimum(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     result = make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True))
     assert result.pod.is_spot
@@ -205,6 +217,7 @@ def test_spot_create_bids_the_current_minimum(runpod_api: ApiTarget, fake_time: 
 
 
 @pytest.mark.vcr
+@pytest.mark.graphql_only
 def test_spot_bid_below_minimum_is_refused_before_create(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     with pytest.raises(ConfigError, match=r"below the current minimum bid \$0\.350"):
         make_pods(runpod_api, fake_time).create(PodSpec(gpu_types=(RTX4090,), spot=True, bid_per_gpu_usd=0.1))
@@ -269,16 +282,15 @@ def test_list_filters(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
 @pytest.mark.vcr
 def test_resume_on_a_full_host_advises(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     pod_id = seed_pod(runpod_api, desiredStatus="EXITED")
-    state = runpod_api.seed()
-    if state is not None:
-        state.faults["ResumePod"].append(
-            Fault.capacity_message("There are not enough free GPUs on the host machine.")
-        )
+    runpod_api.inject(
+        "ResumePod", Fault.capacity_message("There are not enough free GPUs on the host machine.")
+    )
     with pytest.raises(CapacityError, match="volume disk is lost on terminate"):
         make_pods(runpod_api, fake_time).start(pod_id)
 
 
 @pytest.mark.vcr
+@pytest.mark.graphql_only
 def test_start_of_a_spot_pod_bids_again(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     pod_id = seed_pod(
         runpod_api, desiredStatus="EXITED", podType="INTERRUPTABLE", costPerHr=0.35, adjustedCostPerHr=0.35
@@ -342,9 +354,11 @@ def test_wait_names_an_exited_pod(runpod_api: ApiTarget, fake_time: FakeTime) ->
     pod_id = seed_pod(
         runpod_api, desiredStatus="EXITED", lastStatusChange="Exited by Runpod: container exited"
     )
-    with pytest.raises(PodNotReadyError, match="container exited") as info:
+    with pytest.raises(PodNotReadyError, match="stopped instead of starting") as info:
         make_pods(runpod_api, fake_time).wait_until_ready(pod_id)
     assert info.value.reason == "exited"
+    if runpod_api.backend == "graphql":  # REST v2 has no status text
+        assert "container exited" in str(info.value)
 
 
 @pytest.mark.vcr
@@ -396,7 +410,13 @@ def test_telemetry_and_ssh_endpoint(runpod_api: ApiTarget, fake_time: FakeTime) 
     )
     pods = make_pods(runpod_api, fake_time)
     telemetry = pods.telemetry(pod_id)
-    assert telemetry.cost_since_start_usd == 0.69 and telemetry.gpus[0].util_percent == 88.0
+    assert telemetry.cost_since_start_usd == 0.69
+    if runpod_api.backend == "rest":  # utilisation from runtime; what is missing is said
+        assert telemetry.gpus[0].util_percent == 0.0 and telemetry.gpus[0].temperature_c is None
+        assert any("temperature" in m and "GraphQL" in m for m in telemetry.missing)
+    else:
+        assert telemetry.gpus[0].util_percent == 88.0 and telemetry.gpus[0].temperature_c == 65.0
+        assert telemetry.missing == ()
     endpoint = pods.ssh_endpoint(pod_id)
     assert (endpoint.user, endpoint.host, endpoint.port) == ("root", "203.0.113.7", 40022)
 

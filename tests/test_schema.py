@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from functools import cache
 
 import graphql
 import pytest
 
 import runpod_hybrid
 from runpod_hybrid.controlplane import documents as gql
+from runpod_hybrid.controlplane.graphql import operation_of
 
-from runpod_standin import merged_schema, third_party_schema
+from runpod_standin import MERGED_SCHEMA, merged_schema, third_party_schema
 
 # Fields RunPod's docs output and the introspected merged schema have, but the older third-party SDL lacks.
 THIRD_PARTY_SDL_GAPS = {"GPU_TYPES": {"maxUnreservedGpuCount", "availableGpuCounts"}}
@@ -74,3 +76,38 @@ def test_pod_and_gpu_documents_validate_against_third_party_sdl(name: str) -> No
     # The known gaps are real (each named field is what fails), so this list cannot go stale silently.
     for field in THIRD_PARTY_SDL_GAPS.get(name, ()):
         assert any(f"'{field}'" in e.message for e in errors)
+
+
+# The fields no reference client selects (runpod-python, runpodctl, SkyPilot): RunPod may drop them.
+EXTRA_FIELDS = {
+    "Pod": ("adjustedCostPerHr", "networkVolumeId", "latestTelemetry"),
+    "PodMachineInfo": ("gpuTypeId", "dataCenterId", "secureCloud", "supportPublicIp"),
+    "User": ("currentSpendPerHr",),
+}
+EXTRAS_DOCUMENTS = ("LIST_POD_EXTRAS", "GET_POD_EXTRAS", "POD_TELEMETRY")
+
+
+@cache
+def schema_without_extras() -> graphql.GraphQLSchema:
+    """The merged schema as it would be if RunPod dropped every extra field."""
+    schema = graphql.build_schema(MERGED_SCHEMA.read_text())
+    for type_name, names in EXTRA_FIELDS.items():
+        fields = schema.type_map[type_name].fields  # type: ignore[union-attr]
+        for name in names:
+            del fields[name]
+    return schema
+
+
+@pytest.mark.parametrize("name", sorted(n for n in gql.POD_AND_GPU_DOCUMENTS if n not in EXTRAS_DOCUMENTS))
+def test_core_documents_survive_the_loss_of_every_extra_field(name: str) -> None:
+    errors = graphql.validate(schema_without_extras(), graphql.parse(gql.POD_AND_GPU_DOCUMENTS[name]))
+    assert errors == [], [e.message for e in errors]
+
+
+@pytest.mark.parametrize("name", EXTRAS_DOCUMENTS)
+def test_the_extras_documents_are_what_such_a_loss_breaks(name: str) -> None:
+    """They do select the extras (so the check above means something), and each one degrades on its own."""
+    errors = graphql.validate(schema_without_extras(), graphql.parse(gql.POD_AND_GPU_DOCUMENTS[name]))
+    assert errors
+    _, operation = operation_of(gql.POD_AND_GPU_DOCUMENTS[name])
+    assert operation in gql.EXTRAS_LOST

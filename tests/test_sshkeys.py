@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
 from runpod_hybrid.pods import authorize_on_account, ensure_keypair, public_key
 
 from conftest import ApiTarget, FakeTime
@@ -34,14 +33,19 @@ def test_private_key_without_public_half_is_explained(tmp_path: Path) -> None:
 
 
 @pytest.mark.vcr
+@pytest.mark.both_control_planes
 def test_authorize_appends_and_keeps_existing_keys(runpod_api: ApiTarget, fake_time: FakeTime) -> None:
     state = runpod_api.seed()
     if state is not None:
         state.pub_key = THEIRS
-    api = GraphQLPodApi(GraphQLClient(runpod_api.transport(fake_time), runpod_api.url))
+    api = runpod_api.pod_api(fake_time)
     assert authorize_on_account(api, OURS) is True
     keys = api.account_ssh_keys()
     assert keys.splitlines() == [*THEIRS.splitlines(), OURS]
     assert authorize_on_account(api, OURS) is False  # already there: no second write
-    [update] = runpod_api.sent_bodies("UpdateAccountSshKeys")
-    assert update["variables"]["input"]["pubKey"].splitlines() == [*THEIRS.splitlines(), OURS]
+    if runpod_api.backend == "rest":
+        [update] = runpod_api.sent_calls("PUT", "/account/ssh-keys")
+        assert update["keys"] == [*THEIRS.splitlines(), OURS]
+    else:
+        [update] = runpod_api.sent_bodies("UpdateAccountSshKeys")
+        assert update["variables"]["input"]["pubKey"].splitlines() == [*THEIRS.splitlines(), OURS]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from runpod_hybrid import __version__
 
-from . import config_cmd, jobs_cmd, pods_cmd, remote_cmd, serverless_cmd
+from . import config_cmd, jobs_cmd, pods_cmd, remote_cmd, serverless_cmd, volumes_cmd
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, Commands, emit, global_options, print_help
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     pods = pods_cmd.add_commands(commands)
     remote_cmd.add_commands(commands)
     serverless_cmd.add_commands(commands)
+    volumes_cmd.add_commands(commands)
     jobs_cmd.add_commands(commands, pods)
     return parser
 

@@ -184,3 +184,18 @@ def json_arg(text: str, what: str = "the input") -> Any:
         raise ConfigError(
             f"Not valid JSON for {what}: {text!r} ({exc}). Quote it for your shell, e.g. '{{\"x\": 1}}'."
         ) from exc
+
+
+def confirmed(args: argparse.Namespace, *, refusal: str, prompt: str, expected: str) -> bool:
+    """Before destroying something: ``--yes``, or ``expected`` typed on a terminal. Without a terminal and
+    without ``--yes``, ``refusal`` is raised (as a ConfigError); a wrong answer returns False."""
+    from runpod_hybrid.errors import ConfigError
+
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{refusal} Pass --yes to confirm.")
+    if input(prompt).strip() == expected:
+        return True
+    sys.stderr.write("not confirmed; nothing done\n")
+    return False

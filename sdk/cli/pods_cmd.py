@@ -7,12 +7,26 @@ import json
 import sys
 from typing import Any
 
-from .common import EXIT_ERROR, Commands, as_json, client, emit, money, on_a_terminal, parse_env, status_line
+from .common import (
+    EXIT_ERROR,
+    Commands,
+    as_json,
+    client,
+    confirmed,
+    emit,
+    money,
+    on_a_terminal,
+    parse_env,
+    status_line,
+)
 
 
 def _gpus(args: argparse.Namespace) -> int:
     types = client(args).gpus.list(
-        gpu_count=args.count, min_vram_gb=args.min_vram, cloud_type=args.cloud.upper()
+        gpu_count=args.count,
+        min_vram_gb=args.min_vram,
+        cloud_type=args.cloud.upper(),
+        data_center_id=args.data_center,
     )
     rows = [
         f"{'GPU TYPE ID':<34} {'NAME':<16} {'VRAM':>5}  {'SECURE':>8} {'STOCK':<6}  {'COMMUNITY':>9} {'STOCK':<6}  {'SPOT':>6}"
@@ -26,6 +40,7 @@ def _gpus(args: argparse.Namespace) -> int:
             f"{money(gpu.secure_spot_usd_per_hour):>6}"
         )
     rows.append(f"prices per GPU-hour for {args.count} GPU(s); '-' means out of stock now")
+    rows += sorted({f"note: {m}" for gpu in types for m in gpu.missing})
     emit(args, types, "\n".join(rows))
     return 0
 
@@ -77,6 +92,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         bid_per_gpu_usd=args.bid,
         ttl_h=0.0 if args.no_ttl else args.ttl_h,
         docker_args=args.docker_args,
+        data_center_id=args.data_center,
     )
 
 
@@ -123,6 +139,12 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restart(args: argparse.Namespace) -> int:
+    pod = client(args).pods.restart(args.pod)
+    emit(args, pod, f"restarted {pod.id} (container disk wiped, /workspace kept): {pod_line(pod)}")
+    return 0
+
+
 def _stop(args: argparse.Namespace) -> int:
     pod = client(args).pods.stop(args.pod)
     emit(args, pod, f"stopped {pod.id} (its volume disk keeps billing until you terminate it)")
@@ -130,15 +152,13 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _terminate(args: argparse.Namespace) -> int:
-    from runpod_hybrid.errors import ConfigError
-
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"Terminating deletes {args.pod} and its volume disk. Pass --yes to confirm.")
-        answer = input(f"Terminate {args.pod}? Its volume disk is deleted. Type the pod id to confirm: ")
-        if answer.strip() != args.pod:
-            sys.stderr.write("not confirmed; nothing done\n")
-            return EXIT_ERROR
+    if not confirmed(
+        args,
+        refusal=f"Terminating deletes {args.pod} and its volume disk.",
+        prompt=f"Terminate {args.pod}? Its volume disk is deleted. Type the pod id to confirm: ",
+        expected=args.pod,
+    ):
+        return EXIT_ERROR
     client(args).pods.terminate(args.pod)
     emit(args, {"terminated": args.pod}, f"terminated {args.pod}")
     return 0
@@ -165,6 +185,7 @@ def _telemetry(args: argparse.Namespace) -> int:
         f"temp {g.temperature_c}C power {g.power_w}W"
         for g in t.gpus
     ]
+    lines += [f"  not reported: {m}" for m in t.missing]
     emit(args, t, "\n".join(lines))
     return 0
 
@@ -205,6 +226,7 @@ def add_commands(commands: Commands) -> Commands:
     gpus.add_argument("--count", type=int, default=1, help="GPUs per pod (stock differs by count)")
     gpus.add_argument("--min-vram", type=int, default=0, metavar="GB")
     gpus.add_argument("--cloud", choices=("secure", "community", "all"), default="all")
+    gpus.add_argument("--data-center", help="stock in one data centre, e.g. EU-RO-1")
 
     pods = commands.group("pods", "create, inspect and manage GPU pods")
     lister = pods.command("list", "your pods and what the running ones cost", _list)
@@ -214,6 +236,7 @@ def add_commands(commands: Commands) -> Commands:
     for name, help_text, handler in (
         ("get", "one pod", _get),
         ("stop", "stop a pod (releases the GPU; the volume disk keeps billing)", _stop),
+        ("restart", "restart a running pod's container (REST v2; container disk wiped)", _restart),
         ("telemetry", "utilisation and cost so far", _telemetry),
         ("ssh-info", "the direct SSH endpoint", _ssh_info),
         ("forget-host-key", "drop a pod's pinned SSH host key (after a restart)", _forget_host_key),
@@ -243,7 +266,10 @@ def add_commands(commands: Commands) -> Commands:
     create.add_argument("--name", default="pod", help="pod name (a client token is appended)")
     create.add_argument("--disk-gb", type=int, help="container disk (wiped on stop)")
     create.add_argument("--volume-gb", type=int, help="volume disk at /workspace (kept on stop)")
-    create.add_argument("--network-volume", help="network volume id to attach")
+    create.add_argument(
+        "--network-volume", help="network volume id or name to attach (the pod runs in its data centre)"
+    )
+    create.add_argument("--data-center", help="data centre id to place the pod in, e.g. EU-RO-1")
     create.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--port", action="append", default=[], help="extra port, e.g. 8888/http")
     create.add_argument("--docker-args", help="start command (replaces the image's /start.sh)")

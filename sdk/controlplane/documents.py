@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The core pod fields: only what RunPod's own clients select (runpod-python's pod queries, runpodctl's `myPods`,
+# and the runtime block of RunPod's docs), so a field RunPod drops from its schema cannot fail every pod
+# operation. Fields no reference client sends live in the extras documents below, asked for separately.
 POD_FIELDS = """
 fragment PodFields on Pod {
   id
   name
   desiredStatus
   costPerHr
-  adjustedCostPerHr
   gpuCount
   vcpuCount
   memoryInGb
@@ -23,12 +25,11 @@ fragment PodFields on Pod {
   containerDiskInGb
   volumeInGb
   volumeMountPath
-  networkVolumeId
   ports
   podType
   lastStatusChange
   uptimeSeconds
-  machine { gpuDisplayName gpuTypeId dataCenterId secureCloud supportPublicIp }
+  machine { gpuDisplayName }
   runtime {
     uptimeInSeconds
     ports { ip isIpPublic privatePort publicPort type }
@@ -41,7 +42,7 @@ fragment PodFields on Pod {
 LIST_PODS = (
     """
 query ListPods {
-  myself { id currentSpendPerHr pods { ...PodFields } }
+  myself { id pods { ...PodFields } }
 }
 """
     + POD_FIELDS
@@ -56,11 +57,39 @@ query GetPod($input: PodFilter!) {
     + POD_FIELDS
 )
 
-POD_TELEMETRY = (
+# The extras: fields no reference client selects. Each document is asked for on its own after the core one;
+# if RunPod rejects it, the core answer stands and a warning says what is missing.
+POD_EXTRA_FIELDS = """
+fragment PodExtraFields on Pod {
+  id
+  adjustedCostPerHr
+  networkVolumeId
+  machine { gpuTypeId dataCenterId secureCloud supportPublicIp }
+}
+"""
+
+LIST_POD_EXTRAS = (
     """
+query ListPodExtras {
+  myself { id pods { ...PodExtraFields } }
+}
+"""
+    + POD_EXTRA_FIELDS
+)
+
+GET_POD_EXTRAS = (
+    """
+query GetPodExtras($input: PodFilter!) {
+  pod(input: $input) { ...PodExtraFields }
+}
+"""
+    + POD_EXTRA_FIELDS
+)
+
+POD_TELEMETRY = """
 query PodTelemetry($input: PodFilter!) {
   pod(input: $input) {
-    ...PodFields
+    id
     latestTelemetry {
       state
       time
@@ -72,8 +101,6 @@ query PodTelemetry($input: PodFilter!) {
   }
 }
 """
-    + POD_FIELDS
-)
 
 # `maxUnreservedGpuCount` and `availableGpuCounts` appear in RunPod's docs output (runpod-samples) and the
 # introspected merged schema, but not in the older third-party SDL; the schema test names that exception.
@@ -221,6 +248,8 @@ mutation DeleteTemplate($templateName: String!) {
 POD_AND_GPU_DOCUMENTS: Mapping[str, str] = {
     "LIST_PODS": LIST_PODS,
     "GET_POD": GET_POD,
+    "LIST_POD_EXTRAS": LIST_POD_EXTRAS,
+    "GET_POD_EXTRAS": GET_POD_EXTRAS,
     "POD_TELEMETRY": POD_TELEMETRY,
     "GPU_TYPES": GPU_TYPES,
     "CREATE_ON_DEMAND_POD": CREATE_ON_DEMAND_POD,
@@ -229,4 +258,13 @@ POD_AND_GPU_DOCUMENTS: Mapping[str, str] = {
     "RESUME_SPOT_POD": RESUME_SPOT_POD,
     "STOP_POD": STOP_POD,
     "TERMINATE_POD": TERMINATE_POD,
+}
+
+# The fields each extras document adds, and what the SDK loses when RunPod rejects it.
+EXTRAS_LOST: Mapping[str, str] = {
+    "ListPodExtras": "savings-plan prices (adjustedCostPerHr), network volume, GPU type id, data centre and "
+    "cloud of each pod",
+    "GetPodExtras": "the pod's savings-plan price (adjustedCostPerHr), network volume, GPU type id, data centre "
+    "and cloud",
+    "PodTelemetry": "GPU temperature and power, and RunPod's latest telemetry sample (latestTelemetry)",
 }

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from runpod_hybrid._logging import get_logger
 from runpod_hybrid.errors import (
     ApiStatusError,
+    ApiUnavailableError,
     AuthError,
     BadResponseError,
     CapacityError,
@@ -31,10 +34,16 @@ from . import documents as gql
 
 if TYPE_CHECKING:
     from runpod_hybrid._http import HttpTransport
-from .models import EndpointInfo, GpuType, Pod, PodTelemetry
-from .seam import CreateCall, CreatePodRequest, EndpointRequest, TemplateRequest
+from .models import EndpointInfo, GpuType, NetworkVolume, Pod, PodTelemetry
+from .seam import CreateCall, CreatePodRequest, EndpointRequest, TemplateRequest, VolumeRequest
+
+log = get_logger(__name__)
 
 GRAPHQL_URL = "https://api.runpod.io/graphql"
+# Operations of the seam that only REST v2 serves.
+REST_ONLY = frozenset(
+    {"restart_pod", "list_network_volumes", "create_network_volume", "delete_network_volume"}
+)
 
 _CAPACITY_PHRASES = (
     "no longer any instances available",
@@ -178,38 +187,106 @@ def create_variables(request: CreatePodRequest) -> dict[str, Any]:
     return {"input": fields}
 
 
+def _with_extras(core: Mapping[str, Any], extras: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A pod's core fields with its extras laid over them (``machine`` merged, not replaced)."""
+    if not extras:
+        return dict(core)
+    machine = {**(core.get("machine") or {}), **(extras.get("machine") or {})}
+    return {**core, **{k: v for k, v in extras.items() if v is not None}, "machine": machine}
+
+
 class GraphQLPodApi:
-    """:class:`PodApi` over RunPod's GraphQL API."""
+    """:class:`PodApi` over RunPod's GraphQL API.
+
+    Pod reads send the core document first, then the extras (fields no reference client sends). An extras
+    document RunPod rejects is not sent again in this process: its fields stay empty and a warning says what
+    is missing, while every pod operation keeps working."""
 
     def __init__(self, client: GraphQLClient) -> None:
         self._client = client
+        self._rejected_extras: dict[str, str] = {}  # operation -> RunPod's reason
 
-    def gpu_types(self, gpu_count: int, ids: list[str] | None = None) -> list[GpuType]:
+    def _extras(self, document: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        _, operation = operation_of(document)
+        if operation in self._rejected_extras:
+            return None
+        try:
+            return self._client.execute(document, variables)
+        except GraphQLError as exc:
+            self._rejected_extras[operation] = str(exc)
+            log.warning(
+                "graphql.extras_rejected",
+                operation=operation,
+                lost=gql.EXTRAS_LOST[operation],
+                reason=str(exc)[:300],
+                advice="pods keep working without these fields; please report this (RunPod changed its schema)",
+            )
+            return None
+
+    def _needs_rest(self, operation: str) -> ApiUnavailableError:
+        return ApiUnavailableError(
+            f"{operation} needs RunPod's REST v2 API (GraphQL has no such operation here); use the control "
+            "plane's choice (RunPod().pods, RunPod().volumes), which sends it there."
+        )
+
+    def require(self, operation: str) -> None:
+        if operation in REST_ONLY:
+            raise self._needs_rest(operation)
+
+    def missing_extras(self) -> dict[str, str]:
+        """What RunPod rejected in this process: extras operation -> what is lost."""
+        return {op: gql.EXTRAS_LOST[op] for op in self._rejected_extras}
+
+    def gpu_types(
+        self, gpu_count: int, ids: list[str] | None = None, data_center_id: str | None = None
+    ) -> list[GpuType]:
+        where = {"dataCenterId": data_center_id} if data_center_id else {}
         variables: dict[str, Any] = {
             "input": {"ids": ids} if ids else None,
-            "secure": {"gpuCount": gpu_count, "secureCloud": True},
-            "community": {"gpuCount": gpu_count, "secureCloud": False},
+            "secure": {"gpuCount": gpu_count, "secureCloud": True, **where},
+            "community": {"gpuCount": gpu_count, "secureCloud": False, **where},
         }
         data = self._client.execute(gql.GPU_TYPES, variables)
         return [GpuType.from_api(raw, gpu_count) for raw in data.get("gpuTypes") or [] if raw]
 
     def list_pods(self) -> list[Pod]:
         data = self._client.execute(gql.LIST_PODS)
-        return [Pod.from_api(raw) for raw in data["myself"].get("pods") or [] if raw]
+        extras = self._extras(gql.LIST_POD_EXTRAS)
+        by_id = {p["id"]: p for p in ((extras or {}).get("myself") or {}).get("pods") or [] if p}
+        return [
+            Pod.from_api(_with_extras(raw, by_id.get(raw.get("id"))))
+            for raw in data["myself"].get("pods") or []
+            if raw
+        ]
+
+    def _raw_pod(self, pod_id: str) -> dict[str, Any] | None:
+        variables = {"input": {"podId": pod_id}}
+        raw = self._client.execute(gql.GET_POD, variables).get("pod")
+        if not raw:
+            return None
+        extras = self._extras(gql.GET_POD_EXTRAS, variables)
+        return _with_extras(raw, (extras or {}).get("pod"))
 
     def get_pod(self, pod_id: str) -> Pod | None:
-        raw = self._client.execute(gql.GET_POD, {"input": {"podId": pod_id}}).get("pod")
+        raw = self._raw_pod(pod_id)
         return Pod.from_api(raw) if raw else None
 
     def pod_telemetry(self, pod_id: str) -> PodTelemetry | None:
-        raw = self._client.execute(gql.POD_TELEMETRY, {"input": {"podId": pod_id}}).get("pod")
-        return PodTelemetry.from_api(raw) if raw else None
+        raw = self._raw_pod(pod_id)
+        if raw is None:
+            return None
+        sample = self._extras(gql.POD_TELEMETRY, {"input": {"podId": pod_id}})
+        telemetry = ((sample or {}).get("pod") or {}).get("latestTelemetry")
+        missing = () if sample is not None else (f"{gql.EXTRAS_LOST['PodTelemetry']}: RunPod rejected them",)
+        return replace(PodTelemetry.from_api({**raw, "latestTelemetry": telemetry}), missing=missing)
 
     def create_pod(self, request: CreatePodRequest) -> Pod:
         document = gql.CREATE_SPOT_POD if request.spot else gql.CREATE_ON_DEMAND_POD
         field_name = "podRentInterruptable" if request.spot else "podFindAndDeployOnDemand"
-        data = self._client.execute(document, create_variables(request))
-        return Pod.from_api(data[field_name])
+        raw = self._client.execute(document, create_variables(request))[field_name]
+        # The new pod's data centre, GPU type and price are extras: asked for apart, as on every read.
+        extras = self._extras(gql.GET_POD_EXTRAS, {"input": {"podId": raw.get("id")}})
+        return Pod.from_api(_with_extras(raw, (extras or {}).get("pod")))
 
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         if bid_per_gpu_usd is None:
@@ -225,6 +302,9 @@ class GraphQLPodApi:
         # Stopping twice is harmless, so a lost answer may be retried.
         data = self._client.execute(gql.STOP_POD, {"input": {"podId": pod_id}}, idempotent=True)
         return Pod.from_api(data["podStop"])
+
+    def restart_pod(self, pod_id: str) -> Pod:
+        raise self._needs_rest("restart_pod")
 
     def terminate_pod(self, pod_id: str) -> None:
         self._client.execute(gql.TERMINATE_POD, {"input": {"podId": pod_id}}, idempotent=True)
@@ -275,6 +355,8 @@ class GraphQLPodApi:
         }
         if request.network_volume_id:
             endpoint_input["networkVolumeId"] = request.network_volume_id
+        if request.data_center_id:
+            endpoint_input["locations"] = request.data_center_id
         data = self._client.execute(gql.SAVE_ENDPOINT, {"input": endpoint_input})
         return EndpointInfo.from_api(data["saveEndpoint"])
 
@@ -283,3 +365,12 @@ class GraphQLPodApi:
 
     def delete_template(self, name: str) -> None:
         self._client.execute(gql.DELETE_TEMPLATE, {"templateName": name}, idempotent=True)
+
+    def list_network_volumes(self) -> list[NetworkVolume]:
+        raise self._needs_rest("list_network_volumes")
+
+    def create_network_volume(self, request: VolumeRequest) -> NetworkVolume:
+        raise self._needs_rest("create_network_volume")
+
+    def delete_network_volume(self, volume_id: str) -> None:
+        raise self._needs_rest("delete_network_volume")

@@ -1,13 +1,16 @@
-"""The value types the control-plane seam hands back (pods, GPU types, telemetry, endpoints), whichever API
-served them. ``from_api()`` reads RunPod's GraphQL shapes and ignores unknown keys; every field RunPod may
-leave null is Optional here (``runtime``, ``runtime.ports``, ``lowestPrice`` fields, prices)."""
+"""The value types the control-plane seam hands back (pods, GPU types, telemetry, endpoints, network volumes),
+whichever API served them. ``from_api()`` reads RunPod's GraphQL shapes and ignores unknown keys (REST v2's
+shapes are read in ``rest.py``); every field RunPod may leave null is Optional here (``runtime``,
+``runtime.ports``, ``lowestPrice`` fields, prices). ``missing`` names what the serving API could not report."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
+
+from runpod_hybrid.errors import NotFoundError
 
 PodStatus = Literal["CREATED", "RUNNING", "RESTARTING", "EXITED", "PAUSED", "DEAD", "TERMINATED"]
 StockStatus = Literal["High", "Medium", "Low"]
@@ -88,6 +91,7 @@ class GpuType:
     secure_spot_usd_per_hour: float | None
     community_spot_usd_per_hour: float | None
     offers: tuple[GpuOffer, ...] = ()
+    missing: tuple[str, ...] = ()
 
     def offer(self, cloud_type: str) -> GpuOffer | None:
         return next((o for o in self.offers if o.cloud_type == cloud_type), None)
@@ -259,12 +263,32 @@ class PodTelemetry:
     memory_percent: float | None
     gpus: tuple[GpuUsage, ...]
     sampled_at: str | None
+    missing: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pod(cls, pod: Pod, missing: tuple[str, ...] = ()) -> PodTelemetry:
+        """What the pod's own ``runtime`` says (all REST v2 gives; GraphQL adds ``latestTelemetry``)."""
+        runtime = pod.runtime
+        uptime = runtime.uptime_s if runtime else 0
+        return cls(
+            pod_id=pod.id,
+            status=pod.status,
+            uptime_s=uptime,
+            usd_per_hour=pod.usd_per_hour,
+            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
+            cpu_percent=runtime.cpu_percent if runtime else None,
+            memory_percent=runtime.memory_percent if runtime else None,
+            gpus=runtime.gpus if runtime else (),
+            sampled_at=None,
+            missing=missing,
+        )
 
     @classmethod
     def from_api(cls, raw: Any) -> PodTelemetry:
-        pod = Pod.from_api(raw)
+        base = cls.from_pod(Pod.from_api(raw))
         telemetry = _map(_map(raw).get("latestTelemetry"))
-        runtime = pod.runtime
+        if not telemetry:
+            return base
         gpus = tuple(
             GpuUsage(
                 str(_map(g).get("id") or i),
@@ -274,21 +298,12 @@ class PodTelemetry:
                 _float(_map(g).get("powerWatts")),
             )
             for i, g in enumerate(_list(telemetry.get("individualGpuMetrics")))
-        ) or (runtime.gpus if runtime else ())
-        uptime = runtime.uptime_s if runtime else 0
-        return cls(
-            pod_id=pod.id,
-            status=pod.status,
-            uptime_s=uptime,
-            usd_per_hour=pod.usd_per_hour,
-            cost_since_start_usd=round(pod.usd_per_hour * uptime / 3600, 4),
-            cpu_percent=_float(telemetry.get("cpuUtilization"))
-            if telemetry
-            else (runtime.cpu_percent if runtime else None),
-            memory_percent=_float(telemetry.get("memoryUtilization"))
-            if telemetry
-            else (runtime.memory_percent if runtime else None),
-            gpus=gpus,
+        )
+        return replace(
+            base,
+            cpu_percent=_float(telemetry.get("cpuUtilization")),
+            memory_percent=_float(telemetry.get("memoryUtilization")),
+            gpus=gpus or base.gpus,
             sampled_at=telemetry.get("time"),
         )
 
@@ -319,3 +334,30 @@ class EndpointInfo:
             template_id=raw.get("templateId"),
             network_volume_id=raw.get("networkVolumeId"),
         )
+
+
+@dataclass(frozen=True)
+class NetworkVolume:
+    """Storage that outlives every pod, in one data centre; pods and endpoints using it must run there."""
+
+    id: str
+    name: str
+    size_gb: int
+    data_center_id: str
+    type: str | None = None
+
+
+def describe_volumes(volumes: list[NetworkVolume]) -> str:
+    """The account's network volumes and their data centres, for messages that must name them."""
+    if not volumes:
+        return "The account has no network volumes (`rph volumes create`)."
+    listed = ", ".join(f"{v.id} ({v.name}, {v.size_gb} GB) in {v.data_center_id}" for v in volumes)
+    return f"Your network volumes: {listed}."
+
+
+def find_volume(volumes: list[NetworkVolume], volume_id: str) -> NetworkVolume:
+    """The volume with ``volume_id`` (or name); the error names every volume and where it is."""
+    for volume in volumes:
+        if volume_id in (volume.id, volume.name):
+            return volume
+    raise NotFoundError(f"No network volume {volume_id!r} in this account. {describe_volumes(volumes)}")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -220,8 +221,9 @@ class PodCommandBackend(_CommandBackend):
             self._pods.wait_until_ready(pod_id)
             runner = self._remote(pod_id)
             runner.upload(source, workdir)
+            spec = self._spec(job, record.id, workdir, on_finish=job.on_finish)
             status = DetachedJobs(runner, self._root).start(
-                self._spec(job, record.id, workdir, on_finish=job.on_finish)
+                replace(spec, checkpoint_dir=self._volume_checkpoints(job))
             )
         except RunPodHybridError as exc:
             # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.
@@ -232,6 +234,14 @@ class PodCommandBackend(_CommandBackend):
             )
             raise
         return _observed(status)
+
+    def _volume_checkpoints(self, job: JobSpec) -> str | None:
+        """With a network volume (mounted at the root), checkpoints live on it under the job's name, so the job
+        submitted again, on a new pod placed in the volume's data centre, continues from them."""
+        if not job.network_volume_id:
+            return None
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", job.name) or "job"
+        return f"{self._root}/.rph/checkpoints/by-name/{name}"
 
     def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:
         """After a watched end: collect and verify the outputs, then stop or terminate the pod per

@@ -50,6 +50,8 @@ class DetachedJobSpec:
     heartbeat_s: float = 10.0
     # Dead-man timer: stop the pod when the job has not heartbeat for this long (0: off).
     idle_stop_s: int = 0
+    # Where RPH_CHECKPOINT_DIR points; None: a dir of this job's own under the root.
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.job_id):
@@ -151,7 +153,7 @@ class DetachedJobs:
         settings = {
             "RPH_JOB_ID": spec.job_id,
             "RPH_WORKDIR": spec.workdir,
-            "RPH_CHECKPOINT_DIR": self.checkpoint_dir(spec.job_id),
+            "RPH_CHECKPOINT_DIR": spec.checkpoint_dir or self.checkpoint_dir(spec.job_id),
             "RPH_OUTPUTS": " ".join(spec.outputs),
             "RPH_ON_FINISH": spec.on_finish,
             "RPH_LOG_MAX_BYTES": str(spec.log_max_bytes),

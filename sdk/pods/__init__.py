@@ -1,4 +1,5 @@
-"""Pods and GPUs: choice and fallback, create with safe defaults and its dry run, readiness, SSH keys."""
+"""Pods and GPUs: choice and fallback, create with safe defaults and its dry run, readiness, SSH keys, and
+network volumes with placement beside them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .lifecycle import (
     tcp_accepts,
 )
 from .sshkeys import authorize_on_account, ensure_keypair, key_path, public_key
+from .volumes import Volumes, place_on_volume
 
 __all__ = [
     "Candidate",
@@ -27,11 +29,13 @@ __all__ = [
     "PodSpec",
     "Pods",
     "Spend",
+    "Volumes",
     "authorize_on_account",
     "build_request",
     "choose",
     "ensure_keypair",
     "key_path",
+    "place_on_volume",
     "preferences_for",
     "public_key",
     "resolve_gpu_id",

@@ -106,13 +106,23 @@ class Gpus:
         self._api = api
 
     def list(
-        self, *, gpu_count: int = 1, min_vram_gb: int = 0, cloud_type: str = "ALL"
+        self,
+        *,
+        gpu_count: int = 1,
+        min_vram_gb: int = 0,
+        cloud_type: str = "ALL",
+        data_center_id: str | None = None,
     ) -> builtins.list[GpuType]:
-        """Every GPU type (with live offers for ``gpu_count`` GPUs), the in-stock ones first, cheapest first."""
+        """Every GPU type (with live offers for ``gpu_count`` GPUs, anywhere or in ``data_center_id``), the
+        in-stock ones first, cheapest first."""
         if gpu_count < 1:
             raise ValueError("gpu_count must be at least 1")
         clouds = ("SECURE", "COMMUNITY") if cloud_type == "ALL" else (cloud_type,)
-        types = [g for g in self._api.gpu_types(gpu_count) if g.memory_gb >= min_vram_gb]
+        types = [
+            g
+            for g in self._api.gpu_types(gpu_count, data_center_id=data_center_id)
+            if g.memory_gb >= min_vram_gb
+        ]
 
         def best_price(gpu: GpuType) -> float:
             prices = [
@@ -124,6 +134,9 @@ class Gpus:
 
         return sorted(types, key=lambda g: (best_price(g), g.id))
 
-    def candidates(self, prefs: GpuPreferences, *, gpu_count: int) -> builtins.list[Candidate]:
-        """What a create would try, in order, for ``gpu_count`` GPUs: live offers that match ``prefs``."""
-        return choose(self._api.gpu_types(gpu_count), prefs, gpu_count)
+    def candidates(
+        self, prefs: GpuPreferences, *, gpu_count: int, data_center_id: str | None = None
+    ) -> builtins.list[Candidate]:
+        """What a create would try, in order, for ``gpu_count`` GPUs (in ``data_center_id`` when given): live
+        offers that match ``prefs``."""
+        return choose(self._api.gpu_types(gpu_count, data_center_id=data_center_id), prefs, gpu_count)

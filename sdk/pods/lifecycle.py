@@ -46,6 +46,7 @@ from runpod_hybrid.errors import (
 
 from .gpus import Candidate, GpuPreferences, Gpus
 from .sshkeys import authorize_on_account
+from .volumes import place_on_volume, where_placed
 
 log = get_logger(__name__)
 
@@ -391,13 +392,18 @@ class Pods:
         """Create one pod, trying candidates in order. Never makes two pods for one call."""
         if spec.gpu_count < 1:
             raise ValueError("gpu_count must be at least 1")
+        if spec.spot:  # before choosing: only GraphQL knows spot prices
+            self._api.require("create_spot_pod")
+        spec = place_on_volume(spec, self._api)
         prefs = preferences_for(spec, self._settings)
-        candidates = self.gpus.candidates(prefs, gpu_count=spec.gpu_count)
+        candidates = self.gpus.candidates(prefs, gpu_count=spec.gpu_count, data_center_id=spec.data_center_id)
         if not candidates:
+            if spec.spot:  # GraphQL may have gone while choosing; then no API has spot prices
+                self._api.require("create_spot_pod")
             raise CapacityError(
                 f"No GPU matching your request is in stock for {spec.gpu_count} GPU(s) in "
-                f"{'/'.join(prefs.cloud_types)}. `rph gpus --count {spec.gpu_count}` shows what is available; "
-                "add GPU types or fallback_cloud_types, or try later."
+                f"{'/'.join(prefs.cloud_types)}{where_placed(spec, self._api)}. `rph gpus --count {spec.gpu_count}` "
+                "shows what is available; add GPU types or fallback_cloud_types, or try later."
             )
         candidates = self._affordable(candidates, spec)
         token = self._new_token()
@@ -511,6 +517,11 @@ class Pods:
         """Stop a pod: the GPU is released and stops billing; the volume disk stays (and bills as storage)."""
         self.get(pod_id)
         return self._api.stop_pod(pod_id)
+
+    def restart(self, pod_id: str) -> Pod:
+        """Restart a running pod's container in place (REST v2): the container disk is wiped, /workspace kept."""
+        self.get(pod_id)
+        return self._api.restart_pod(pod_id)
 
     def terminate(self, pod_id: str) -> None:
         """Delete a pod and its volume disk for good."""
