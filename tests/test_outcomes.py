@@ -435,13 +435,13 @@ def test_the_public_api_is_documented_and_keyword_only() -> None:
     import inspect
 
     from runpod_hybrid.jobs import JobHandle, Jobs
-    from runpod_hybrid.pods import Gpus, Pods
+    from runpod_hybrid.pods import Gpus, Pods, Volumes
     from runpod_hybrid.remote import SshRunner
     from runpod_hybrid.serverless import Endpoint, Endpoints
 
     # (task, inputs), (task, input), (source, destination)
     two_positional = {"map", "for_task", "call", "upload", "download"}
-    for cls in (RunPod, Jobs, JobHandle, JobSpec, Pods, Gpus, Endpoints, Endpoint, SshRunner):
+    for cls in (RunPod, Jobs, JobHandle, JobSpec, Pods, Gpus, Volumes, Endpoints, Endpoint, SshRunner):
         assert inspect.getdoc(cls), cls
         for name in _public(cls):
             member = inspect.getattr_static(cls, name)

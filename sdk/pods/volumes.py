@@ -67,6 +67,7 @@ class Volumes:
         self._api = api
 
     def list(self) -> builtins.list[NetworkVolume]:
+        """Every network volume of the account, with its data centre and size."""
         return self._api.list_network_volumes()
 
     def get(self, volume: str) -> NetworkVolume:
