@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from .graphql import GRAPHQL_URL, GraphQLClient, GraphQLPodApi
 from .models import (
+    AccountSpend,
     EndpointInfo,
     GpuOffer,
     GpuType,
     GpuUsage,
+    NameTag,
     Pod,
     PodRuntime,
     PodTelemetry,
     PortMapping,
     SshEndpoint,
-    name_with_token,
-    token_of,
 )
 from .seam import CreateCall, CreatePodRequest, EndpointRequest, PodApi, TemplateRequest
 
 __all__ = [
     "GRAPHQL_URL",
+    "AccountSpend",
     "CreateCall",
     "CreatePodRequest",
     "EndpointInfo",
@@ -29,6 +30,7 @@ __all__ = [
     "GpuUsage",
     "GraphQLClient",
     "GraphQLPodApi",
+    "NameTag",
     "Pod",
     "PodApi",
     "PodRuntime",
@@ -36,6 +38,4 @@ __all__ = [
     "PortMapping",
     "SshEndpoint",
     "TemplateRequest",
-    "name_with_token",
-    "token_of",
 ]

@@ -31,7 +31,7 @@ from . import documents as gql
 
 if TYPE_CHECKING:
     from runpod_hybrid._http import HttpTransport
-from .models import EndpointInfo, GpuType, Pod, PodTelemetry
+from .models import AccountSpend, EndpointInfo, GpuType, Pod, PodTelemetry
 from .seam import CreateCall, CreatePodRequest, EndpointRequest, TemplateRequest
 
 GRAPHQL_URL = "https://api.runpod.io/graphql"
@@ -93,16 +93,28 @@ class GraphQLClient:
         self.url = url
 
     def execute(
-        self, document: str, variables: Mapping[str, Any] | None = None, *, idempotent: bool | None = None
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool | None = None,
+        retry_rate_limited: bool = True,
     ) -> dict[str, Any]:
         """Run ``document`` and return its ``data``. Queries are retried as reads, mutations are not,
-        unless ``idempotent`` says otherwise (stop and terminate are safe to repeat)."""
+        unless ``idempotent`` says otherwise (stop and terminate are safe to repeat). ``retry_rate_limited``
+        False raises a 429 at once, for a caller that must look before sending again."""
         kind, operation = operation_of(document)
         if idempotent is None:
             idempotent = kind == "query"
         payload = {"query": document, "variables": dict(variables or {}), "operationName": operation}
         try:
-            body = self._transport.request("POST", self.url, json_body=payload, idempotent=idempotent)
+            body = self._transport.request(
+                "POST",
+                self.url,
+                json_body=payload,
+                idempotent=idempotent,
+                retry_rate_limited=retry_rate_limited,
+            )
         except ApiStatusError as exc:
             if exc.status_code == 400 and isinstance(exc.body, Mapping) and exc.body.get("errors"):
                 details = [GraphQLErrorDetail.from_api(e) for e in exc.body["errors"]]
@@ -208,8 +220,17 @@ class GraphQLPodApi:
     def create_pod(self, request: CreatePodRequest) -> Pod:
         document = gql.CREATE_SPOT_POD if request.spot else gql.CREATE_ON_DEMAND_POD
         field_name = "podRentInterruptable" if request.spot else "podFindAndDeployOnDemand"
-        data = self._client.execute(document, create_variables(request))
+        # A 429 comes back to the pods layer at once: it looks its client token up before sending again,
+        # because a create answered 429 may still have been made.
+        data = self._client.execute(document, create_variables(request), retry_rate_limited=False)
         return Pod.from_api(data[field_name])
+
+    def rename_pod(self, pod_id: str, name: str) -> None:
+        # Setting the same name twice is harmless, so a lost answer may be retried.
+        self._client.execute(gql.RENAME_POD, {"input": {"podId": pod_id, "name": name}}, idempotent=True)
+
+    def account_spend(self) -> AccountSpend:
+        return AccountSpend.from_api(self._client.execute(gql.ACCOUNT_SPEND)["myself"])
 
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         if bid_per_gpu_usd is None:

@@ -257,10 +257,11 @@ def download(
 ) -> TransferResult:
     started = time.monotonic()
     # The parent and the name are split here, not by the pod's dirname/basename: a command substitution
-    # would drop a name's trailing newlines.
+    # would drop a name's trailing newlines. GNU tar (RunPod's images) would read backslash escapes in a
+    # name given as an argument: --no-unquote keeps it as it is.
     remote = script(
         "if [ -d {path} ]; then printf 'D\\n'; exec tar -C {path} -cf - .; "
-        "elif [ -e {path} ]; then printf 'F\\n'; exec tar -C {parent} -cf - -- {name}; "
+        "elif [ -e {path} ]; then printf 'F\\n'; exec tar -C {parent} --no-unquote -cf - -- {name}; "
         "else printf 'no such file or directory: %s\\n' {path} >&2; exit 2; fi",
         path=remote_path,
         parent=posixpath.dirname(remote_path) or ".",
@@ -279,7 +280,7 @@ def download(
         process.stdout.close()
         code = process.wait()
     stderr = err.text()
-    if code != 0 or kind not in (b"D", b"F"):
+    if code != 0 or kind not in (b"D", b"F") or (kind == b"F" and files != 1):
         if code == 255:
             raise runner.connection_error(stderr)
         raise RemoteCommandError(
@@ -305,7 +306,8 @@ class _CountingReader:
 def extract_safely(stream: object, target: Path, *, single_file: bool = False) -> int:
     """Extract a tar stream into ``target`` through a staging dir beside it, with tarfile's ``data`` filter:
     absolute paths, ``..``, links pointing outside, and device files are refused before anything reaches
-    ``target``. ``single_file`` means the archive holds one file that becomes ``target`` itself."""
+    ``target``. ``single_file`` means the archive holds one file (or link) that becomes ``target`` itself.
+    Returns the files extracted (for ``single_file``: 1, or 0 when the archive held no single entry)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".rph-download-", dir=target.parent))
     try:
@@ -320,8 +322,11 @@ def extract_safely(stream: object, target: Path, *, single_file: bool = False) -
                 f"Refused the download into {target}: {exc}. Nothing was written there.", stderr=str(exc)
             ) from exc
         if single_file:
-            [only] = list(staging.iterdir())
-            os.replace(only, target)
+            entries = list(staging.iterdir())
+            if len(entries) != 1:  # the pod's tar failed; its exit code and stderr tell why
+                return 0
+            os.replace(entries[0], target)
+            return 1
         else:
             _merge_into(staging, target)
         return files
