@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up runpod-hybrid in .venv and run the main job: a training-style command with checkpoints and an
 # output file. With no RunPod key it runs on this machine; with RUNPOD_API_KEY set it runs on a GPU pod
-# (created with a 24 h TTL and budget caps, stopped once its outputs are copied and verified).
+# (created with a deadline we enforce, the job's max_runtime_s plus 30 min, and budget caps; stopped once its
+# outputs are copied and verified).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi

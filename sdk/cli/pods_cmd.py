@@ -283,7 +283,11 @@ def add_commands(commands: Commands) -> Commands:
     gpus.add_argument("--cloud", choices=("secure", "community", "all"), default="all")
 
     pods = commands.group("pods", "create, inspect and manage GPU pods")
-    lister = pods.command("list", "your pods and what the running ones cost", _list)
+    lister = pods.command(
+        "list",
+        "your pods with their deadlines, guards and cost; ours past their deadline are stopped first",
+        _list,
+    )
     lister.add_argument("--status", help="e.g. RUNNING or EXITED")
     lister.add_argument("--name", help="substring of the pod name")
     lister.add_argument("--ours", action="store_true", help="only pods created by runpod-hybrid")
