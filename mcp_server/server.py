@@ -162,7 +162,8 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "A pod of ours past its deadline is stopped first.",
     )
     def get_pod(pod_id: str) -> dict[str, Any]:
-        return {"pod": _plain(tools.client.pods.guard(pod_id))}
+        guard: dict[str, Any] = _plain(tools.client.pods.guard(pod_id))
+        return guard
 
     @tool(kinds.read, "GPU/CPU utilisation, uptime and cost so far of a pod. Free, read-only.")
     def pod_telemetry(pod_id: str) -> dict[str, Any]:

@@ -151,7 +151,8 @@ def test_listing_tools_stop_our_pods_past_their_deadline_and_spend_shows_it_all(
     spend = result_json(call(server, "spend_summary"))
     assert [p["id"] for p in spend["running"]] == ["kept"] and spend["running"][0]["guards"] == []
     assert (spend["account_balance_usd"], spend["max_pod_hours"]) == (41.5, 24.0)
-    assert result_json(call(server, "get_pod", {"pod_id": "late"}))["pod"]["pod"]["status"] == "EXITED"
+    late_pod = result_json(call(server, "get_pod", {"pod_id": "late"}))
+    assert late_pod["pod"]["status"] == "EXITED" and late_pod["guards"] == ["pod watchdog", "client reaper"]
 
 
 def test_no_tool_result_or_error_holds_the_key(standin: StandinServer, isolated_home: Path) -> None:

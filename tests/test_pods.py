@@ -491,7 +491,10 @@ def test_get_stops_a_pod_of_ours_past_its_deadline_and_start_refuses_it(
     assert standin.state.calls_of("ResumePod") == []
     extended = pods.extend("late", hours=1.5)  # from now, since the old deadline has passed
     assert extended.deadline == datetime(2026, 11, 26, 13, 30, tzinfo=UTC)
-    assert extended.warning is not None and "when it starts" in extended.warning
+    assert (
+        extended.warning is not None
+        and "once started, its watchdog keeps the old deadline" in extended.warning
+    )
     assert standin.state.pods["late"]["name"] == "late-rph-00000004-20261126T133000Z-wd"
     assert pods.start("late").status == "RUNNING"
     standin.state.add_pod(id="theirs", name="notebook")

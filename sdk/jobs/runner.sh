@@ -23,13 +23,9 @@ write_status() {
   printf 'runner_version=1\nstate=%s\nattempt=%s\nstarted_at=%s\nfinished_at=%s\nexit_code=%s\n' \
     "$1" "$2" "$3" "$4" "$5" > "$tmp" && mv -f "$tmp" "$STATUS"
 }
-# A process is its pid AND its start time (field 22 of /proc/PID/stat), so a live process that merely got
-# the recorded pid (pid reuse in a fresh container) is not taken for the job.
-identity() {
-  stat=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)
-  case "$stat" in Z*) return 1 ;; esac # a zombie has ended: only its pid entry waits to be reaped
-  printf '%s %s\n' "$1" "$(echo "$stat" | cut -d' ' -f20)"
-}
+# A process is its pid AND its start time, so a live process that merely got the recorded pid (pid reuse in a
+# fresh container) is not taken for the job; the pod watchdog script says what a process's identity is.
+identity() { sh "$RPH_POD_GUARD" identity "$1"; }
 alive() {
   recorded=$(cat "$JOB_DIR/pid" 2>/dev/null) && [ -n "$recorded" ] || return 1
   pid=${recorded%% *}

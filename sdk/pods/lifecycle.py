@@ -456,8 +456,10 @@ class Pods:
         watchdog is kept and reads the new deadline), then mark the name. Returns the pod and, when it could not
         be armed, why (never raised: the caller's own work goes on, and listings keep warning)."""
         split = NameTag.split(pod.name)
-        if split is None or split[1].deadline is None or self._open_runner is None:
-            return pod, None if split is None or split[1].deadline is None else "no SSH runner to arm it with"
+        if split is None or split[1].deadline is None:
+            return pod, None  # not ours, or no deadline: nothing to arm
+        if self._open_runner is None:
+            return pod, "no SSH runner to arm it with"
         base, tag = split
         assert tag.deadline is not None
         root = pod.volume_mount_path or PodSpec.volume_mount_path
@@ -510,8 +512,9 @@ class Pods:
         if pod.status != "RUNNING" and tag.watchdog_armed:
             return replace(
                 guard,
-                warning=f"Pod {pod_id} is {pod.status}: when it starts, its watchdog keeps the old deadline until "
-                f"the first SSH contact (`rph pods wait {pod_id}`), for at most 10 minutes if that has passed.",
+                warning=f"Pod {pod_id} is {pod.status}: once started, its watchdog keeps the old deadline until the "
+                f"first SSH contact (`rph pods wait {pod_id}`); started after that old deadline, it waits 10 minutes "
+                "for that contact before it stops the pod.",
             )
         return guard
 

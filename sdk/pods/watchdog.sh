@@ -11,6 +11,8 @@
 #   watchdog.sh run           the loop (arm and boot start it detached, so no SSH session or start script holds it)
 #   watchdog.sh stop REASON   stop this pod now: runpodctl, else RunPod's API with the same key (curl)
 #   watchdog.sh status        deadline=EPOCH and running=yes|no
+#   watchdog.sh identity PID  "PID START-TIME" of a live process (nothing for a dead one): how this script and
+#                             the job runner recognise their own processes
 set -u
 DIR=$(cd "$(dirname "$0")" && pwd)
 POD=${RUNPOD_POD_ID:-}
@@ -89,6 +91,7 @@ status() {
   if running; then echo running=yes; else echo running=no; fi
 }
 
+if [ "${1:-}" = identity ]; then identity "${2:-}"; exit; fi
 case "$POD" in
   '' | *[!A-Za-z0-9_-]*) echo "watchdog: RUNPOD_POD_ID is not set (or not a pod id): not on a RunPod pod" >&2; exit 2 ;;
 esac
@@ -115,5 +118,5 @@ case "${1:-status}" in
   run) loop ;;
   stop) stop_pod "${2:-asked to}" ;;
   status) status ;;
-  *) echo "usage: watchdog.sh arm EPOCH | boot EPOCH | run | stop REASON | status" >&2; exit 2 ;;
+  *) echo "usage: watchdog.sh arm EPOCH | boot EPOCH | run | stop REASON | status | identity PID" >&2; exit 2 ;;
 esac
