@@ -24,7 +24,7 @@ from runpod_standin import StandinServer
 from sshd_pod import SshdPod
 
 RTX4090 = "NVIDIA GeForce RTX 4090"
-DEADLINE_S = 6.0
+DEADLINE_S = 8.0  # long enough for the steps before it on a busy 2-core machine
 
 
 @pytest.fixture
