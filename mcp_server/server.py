@@ -34,7 +34,9 @@ INSTRUCTIONS = (
     "Run GPU work on RunPod, or on this machine when no RunPod key is configured. Prefer plan_job before "
     "submit_job: it says where a job would run, why, and what it would cost. Anything that creates pods costs "
     "money per second: results state the hourly cost; stop or terminate pods you no longer need "
-    "(spend_summary lists what is running). Long work returns a job id: poll job_status, read job_logs."
+    "(spend_summary lists what is running). Every pod created here is stopped at its deadline (max_hours, 24 h "
+    "by default; runpod-hybrid enforces it, RunPod does not). Long work returns a job id: poll job_status, "
+    "read job_logs."
 )
 
 

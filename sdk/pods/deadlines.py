@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 
 from runpod_hybrid.controlplane import NameTag, Pod
@@ -43,17 +44,13 @@ def watchdog_path(root: str) -> str:
 
 
 def deadline_after(now: datetime, hours: float) -> datetime | None:
-    """The deadline ``hours`` after ``now``, in whole seconds (as the name tag keeps it); None for 0."""
-    if hours <= 0:
-        return None
-    deadline = now + timedelta(hours=hours)
-    return deadline.replace(microsecond=0) + timedelta(seconds=1 if deadline.microsecond else 0)
+    """The deadline ``hours`` after ``now``, rounded up to the second (as the name tag keeps it); None for 0."""
+    return datetime.fromtimestamp(_epoch(now + timedelta(hours=hours)), UTC) if hours > 0 else None
 
 
 def _epoch(deadline: datetime) -> int:
-    """The deadline in whole UTC seconds, rounded up as the name tag keeps it."""
-    seconds = deadline.timestamp()
-    return int(seconds) + (seconds % 1 > 0)
+    """The deadline in UTC epoch seconds, rounded up: never earlier than asked."""
+    return math.ceil(deadline.timestamp())
 
 
 def start_command(

@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from runpod_hybrid._logging import get_logger
@@ -493,7 +493,7 @@ class Pods:
             )
         base, tag = split
         now = self._now()
-        deadline = max(now, tag.deadline or now) + timedelta(hours=hours)
+        deadline = deadline_after(max(now, tag.deadline or now), hours)
         name = replace(tag, deadline=deadline).name(base)
         self._api.rename_pod(pod_id, name)
         pod = replace(pod, name=name)

@@ -27,7 +27,8 @@ number() { case "$1" in '' | *[!0-9]*) return 1 ;; esac; }
 # written before it may belong to another process.
 identity() {
   stat=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)
-  case "$stat" in Z*) return 1 ;; esac # a zombie has ended: only its pid entry waits to be reaped
+  # A zombie has ended (only its pid entry waits to be reaped); no entry: no process (where /proc exists).
+  case "$stat" in Z*) return 1 ;; '') [ -d /proc/self ] && return 1 ;; esac
   printf '%s %s\n' "$1" "$(echo "$stat" | cut -d' ' -f20)"
 }
 running() {
