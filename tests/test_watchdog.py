@@ -139,6 +139,21 @@ def test_without_runpodctl_it_stops_the_pod_through_the_api_with_the_pods_key(
     assert "stopped through the API" in log and key not in log
 
 
+def test_every_ssh_contact_re_arms_a_watchdog_that_a_restart_ended(
+    standin: StandinServer, sshd: SshdPod
+) -> None:
+    """Without our start command, a restarted (or stopped and started) container has no watchdog: the next SSH
+    contact (here `rph exec`'s, through ssh_endpoint) arms it again, with the deadline in the name."""
+    pods = pods_on(standin, sshd)
+    pod = pods.create(PodSpec(gpu_types=(RTX4090,), max_hours=1)).pod
+    played_by(standin, sshd, pod.id)
+    pods.ssh_endpoint(pod.id)
+    sshd.restart_container()  # the image's own start command: nothing of ours runs
+    assert watchdog_status(sshd, pod.id)["running"] == "no"
+    pods.ssh_endpoint(pod.id)
+    assert watchdog_status(sshd, pod.id)["running"] == "yes"
+
+
 def test_our_start_command_arms_the_watchdog_at_the_first_container_start(
     standin: StandinServer, sshd: SshdPod
 ) -> None:

@@ -5,8 +5,8 @@ Every pod we create gets a deadline (``max_pod_hours``, 24 h unless changed), he
 - **the pod watchdog** (``watchdog.sh``, on the pod's volume): stops the pod at its deadline with the pod's own
   key (``runpodctl stop pod $RUNPOD_POD_ID``, else RunPod's API with that key). It is armed at container
   start where our create sets the start command (:func:`start_command`, job pods), otherwise at the first
-  SSH contact (:func:`arm_command`); it runs detached from SSH, and a restarted container re-arms it from the
-  absolute deadline kept on the volume;
+  SSH contact (:func:`arm_command`), and again at every later one; it runs detached from SSH, and a restarted
+  container re-arms it from the absolute deadline kept on the volume;
 - **the client reaper**: the deadline travels in the pod's name (:class:`NameTag`), so every rph or MCP call
   that lists pods, from any machine, stops our pods past it (:func:`due_for_stop`) and warns about ours whose
   watchdog was never armed (:func:`guard_of`);

@@ -441,14 +441,13 @@ class Pods:
         return authorize_on_account(self._api, key), key
 
     def ssh_endpoint(self, pod_id: str) -> SshEndpoint:
-        """The pod's direct SSH endpoint. This is the first SSH contact: a pod of ours whose watchdog was never
-        armed gets it armed now."""
+        """The pod's direct SSH endpoint. Asking for it is an SSH contact: a pod of ours gets its watchdog armed
+        (the first time) or re-armed (a stop and start, or a restart without our start command, ended it)."""
         pod = self.get(pod_id)
         endpoint = pod.ssh
         if endpoint is None:
             raise self._ssh_problem(pod)
-        if pod.tag is not None and not pod.tag.watchdog_armed:
-            self._arm_watchdog(pod, endpoint)
+        self._arm_watchdog(pod, endpoint)
         return endpoint
 
     def _arm_watchdog(self, pod: Pod, endpoint: SshEndpoint) -> tuple[Pod, str | None]:
