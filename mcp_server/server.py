@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,9 @@ INSTRUCTIONS = (
     "Run GPU work on RunPod, or on this machine when no RunPod key is configured. Prefer plan_job before "
     "submit_job: it says where a job would run, why, and what it would cost. Anything that creates pods costs "
     "money per second: results state the hourly cost; stop or terminate pods you no longer need "
-    "(spend_summary lists what is running). Long work returns a job id: poll job_status, read job_logs."
+    "(spend_summary lists what is running). Every pod created here is stopped at its deadline (max_hours, 24 h "
+    "by default; runpod-hybrid enforces it, RunPod does not). Long work returns a job id: poll job_status, "
+    "read job_logs."
 )
 
 
@@ -70,10 +73,15 @@ class Tools:
 
 
 def _plain(value: Any) -> Any:
+    """Dataclasses as plain JSON data (times as ISO 8601 strings)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 
@@ -121,7 +129,7 @@ def _readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     from runpod_hybrid import redact_text
 
     def message(exc: Exception) -> str:
-        notes = "".join(f" {note}" for note in getattr(exc, "__notes__", []))
+        notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", []))
         return for_assistants(redact_text(f"{type(exc).__name__}: {exc}{notes}"))
 
     if inspect.iscoroutinefunction(fn):
@@ -167,18 +175,27 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
 
     @tool(
         kinds.read,
-        "List your pods with status, $/hour and SSH endpoint. Free, read-only. `status` filters, "
-        "e.g. RUNNING.",
+        "List your pods with status, $/hour, SSH endpoint, deadline, the guards that hold it and the "
+        "projected cost until then. Free. Enforces the deadlines you set: a pod of ours past its deadline is "
+        "stopped (not deleted) first, and the result says so. `status` filters, e.g. RUNNING.",
     )
     def list_pods(status: str | None = None) -> dict[str, Any]:
-        from runpod_hybrid.pods import running_usd_per_hour
+        overview = tools.client.pods.overview(status=status)
+        return {
+            "pods": _plain(overview.pods),
+            "stopped_past_deadline": list(overview.stopped),
+            "warnings": list(overview.warnings),
+            "running_usd_per_hour": overview.running_usd_per_hour,
+        }
 
-        pods = tools.client.pods.list(status=status)
-        return {"pods": _plain(pods), "running_usd_per_hour": running_usd_per_hour(pods)}
-
-    @tool(kinds.read, "Get one pod: status, $/hour, GPU, runtime and SSH endpoint. Free, read-only.")
+    @tool(
+        kinds.read,
+        "Get one pod: status, $/hour, GPU, runtime, SSH endpoint, deadline, guards and projected cost. Free. "
+        "A pod of ours past its deadline is stopped first.",
+    )
     def get_pod(pod_id: str) -> dict[str, Any]:
-        return {"pod": _plain(tools.client.pods.get(pod_id))}
+        guard: dict[str, Any] = _plain(tools.client.pods.guard(pod_id))
+        return guard
 
     @tool(kinds.read, "GPU/CPU utilisation, uptime and cost so far of a pod. Free, read-only.")
     def pod_telemetry(pod_id: str) -> dict[str, Any]:
@@ -186,25 +203,47 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
 
     @tool(
         kinds.read,
-        "What running pods cost per hour, together and each. Free, read-only. Check it before "
-        "creating more pods, and stop what is idle.",
+        "What is billing now: each running pod with $/hour, uptime, deadline, guards and projected cost to "
+        "its deadline; the total per hour; the account's balance and spend per hour as RunPod reports them; "
+        "the budget caps. Free. Check it before creating more pods, and stop what is idle. Pods of ours past "
+        "their deadline are stopped first.",
     )
     def spend_summary() -> dict[str, Any]:
         spend = tools.client.pods.spend()
         return {
-            "running": [{"id": p.id, "name": p.name, "usd_per_hour": p.usd_per_hour} for p in spend.running],
+            "running": [
+                {
+                    "id": g.pod.id,
+                    "name": g.pod.name,
+                    "usd_per_hour": g.usd_per_hour,
+                    "uptime_s": g.pod.runtime.uptime_s if g.pod.runtime else 0,
+                    "deadline": _plain(g.deadline),
+                    "hours_left": g.hours_left,
+                    "guards": list(g.guards),
+                    "projected_usd_to_deadline": g.projected_usd,
+                    "warning": g.warning,
+                }
+                for g in spend.running
+            ],
             "total_usd_per_hour": spend.usd_per_hour,
+            "account_balance_usd": spend.balance_usd,
+            "account_usd_per_hour": spend.account_usd_per_hour,
             "cap_total_usd_per_hour": spend.max_total_usd_per_hour,
             "cap_per_pod_usd_per_hour": spend.max_pod_usd_per_hour,
+            "max_pod_hours": spend.max_pod_hours,
+            "stopped_past_deadline": list(spend.stopped),
+            "warnings": list(spend.warnings),
         }
 
     @tool(
         kinds.costs,
-        "Create a GPU pod. COSTS MONEY per second while it runs (the result states $/hour). Safe "
-        "defaults: RunPod terminates it after `ttl_h` hours (default from settings, 24), SSH is set up, "
-        "budget caps refuse expensive pods, and no capacity falls back to the next GPU type. `spot` is "
-        "cheaper but can be interrupted. `network_volume` (id or name, list_volumes) is mounted at /workspace "
-        "and places the pod in that volume's data centre. Next: wait_for_pod, then pod_exec.",
+        "Create a GPU pod. COSTS MONEY per second while it runs (the result states $/hour, its deadline and "
+        "the cost until then). Safe defaults: it is stopped `max_hours` after creation (default from settings, "
+        "24; RunPod enforces no deadline, so runpod-hybrid does: a watchdog on the pod, armed at the first SSH "
+        "contact such as wait_for_pod's end or pod_exec, and every listing of pods), SSH is set up, budget caps "
+        "refuse expensive pods, and no capacity falls back to the next GPU type. `spot` is cheaper but can be "
+        "interrupted. `network_volume` (id or name, list_volumes) is mounted at /workspace and places the pod "
+        "in that volume's data centre. Next: wait_for_pod, then pod_exec.",
     )
     def create_pod(
         gpu_types: list[str],
@@ -212,7 +251,7 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         image: str | None = None,
         name: str = "mcp",
         spot: bool = False,
-        ttl_h: float | None = None,
+        max_hours: float | None = None,
         volume_gb: int | None = None,
         network_volume: str | None = None,
     ) -> dict[str, Any]:
@@ -225,14 +264,19 @@ def _pod_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
                 gpu_count=gpu_count,
                 image=image,
                 spot=spot,
-                ttl_h=ttl_h,
+                max_hours=max_hours,
                 volume_gb=volume_gb,
                 network_volume_id=network_volume,
             )
         )
+        guard = tools.client.pods.guard(result.pod.id)
         return {
-            "pod": _plain(result.pod),
-            "usd_per_hour": result.pod.usd_per_hour,
+            "pod": _plain(guard.pod),
+            "usd_per_hour": guard.pod.usd_per_hour,
+            "deadline": _plain(guard.deadline),
+            "guards": list(guard.guards),
+            "projected_usd_to_deadline": guard.projected_usd,
+            "warning": guard.warning,
             "attempts": _plain(result.attempts),
             "next": f"wait_for_pod(pod_id='{result.pod.id}'), then pod_exec; stop_pod when done",
         }

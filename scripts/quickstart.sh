@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up runpod-hybrid (the SDK, `rph` and the MCP server `rph-mcp`) in a virtualenv and run the main job: a
 # training-style command with checkpoints and an output file. With no RunPod key it runs on this machine;
-# with RUNPOD_API_KEY set it runs on a GPU pod (budget caps and a deadline on by default, stopped once its
-# outputs are copied and verified). RPH_VENV picks the virtualenv (default: .venv in this checkout).
+# with RUNPOD_API_KEY set it runs on a GPU pod (created with a deadline we enforce, the job's max_runtime_s
+# plus 30 min, and budget caps; stopped once its outputs are copied and verified). RPH_VENV picks the
+# virtualenv (default: .venv in this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${RPH_VENV:-.venv}

@@ -61,6 +61,7 @@ from importlib.resources import files
 assert files("runpod_hybrid").joinpath("py.typed").is_file(), "py.typed missing from the wheel"
 assert files("runpod_hybrid.data").joinpath("serverless-flex-prices.json").is_file()
 assert files("runpod_hybrid").joinpath("jobs", "runner.sh").is_file(), "the job runner is missing from the wheel"
+assert files("runpod_hybrid").joinpath("pods", "watchdog.sh").is_file(), "the pod watchdog is missing from the wheel"
 assert not {"runpod", "mcp", "requests", "structlog"} & set(sys.modules), "import runpod_hybrid is not light"
 print("wheel ok:", runpod_hybrid.__file__)')
 

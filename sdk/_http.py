@@ -13,7 +13,8 @@ requests does the HTTP: connection pools, TLS, proxies from the environment (cre
   - reads (idempotent calls) retry on connection errors, timeouts, 429 and 5xx;
   - non-idempotent calls (pod create, serverless ``/run``) retry only when the request surely never left
     this machine (connection refused, DNS failure, connect timeout) or on 429, because a retried create
-    that did arrive makes a second billable resource.
+    that did arrive makes a second billable resource. A caller that must check what a 429 did before
+    sending again (a pod create: it looks up its client token first) turns the 429 retry off.
   Waits are jittered exponential backoff, ``Retry-After`` is honoured, and a total deadline bounds it all.
 
 ``requests`` is imported when the first transport is built, so ``rph --help`` does not pay for it.
@@ -166,9 +167,9 @@ def error_for_response(
     return ApiStatusError(f"RunPod rejected {what} (HTTP {status}): {detail}.", status_code=status, body=body)
 
 
-def _is_retryable(exc: BaseException, idempotent: bool) -> bool:
+def _is_retryable(exc: BaseException, idempotent: bool, retry_rate_limited: bool = True) -> bool:
     if isinstance(exc, RateLimitError):
-        return True
+        return retry_rate_limited
     if isinstance(exc, ConnectionFailedError | RequestTimeoutError) and not exc.request_sent:
         return True
     return idempotent and isinstance(exc, ConnectionFailedError | RequestTimeoutError | ServerError)
@@ -243,8 +244,10 @@ class HttpTransport:
         params: Mapping[str, str] | None = None,
         idempotent: bool,
         read_timeout_s: float | None = None,
+        retry_rate_limited: bool = True,
     ) -> Any:
-        """Send one call (retrying per the policy) and return the parsed JSON body."""
+        """Send one call (retrying per the policy) and return the parsed JSON body. ``retry_rate_limited``
+        False hands a 429 to the caller at once (:class:`RateLimitError`) instead of waiting and resending."""
         started = self._clock()
         policy = self.retry
         path = urlsplit(url).path
@@ -280,7 +283,7 @@ class HttpTransport:
         retrying = Retrying(
             stop=stop,
             wait=wait,
-            retry=retry_if_exception(lambda exc: _is_retryable(exc, idempotent)),
+            retry=retry_if_exception(lambda exc: _is_retryable(exc, idempotent, retry_rate_limited)),
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,

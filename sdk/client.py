@@ -16,7 +16,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from ._http import HttpTransport
-    from .controlplane import ControlPlane
+    from .controlplane import ControlPlane, SshEndpoint
     from .jobs import Jobs, JobSpec, JobStore, PodOffer
     from .pods import Gpus, Pods, Volumes
     from .remote import SshRunner
@@ -108,6 +108,7 @@ class RunPod:
             self.config.settings,
             public_key=lambda: ensure_keypair(path),
             existing_public_key=lambda: public_key(path),
+            open_runner=self._ssh_runner,
         )
 
     @property
@@ -142,11 +143,14 @@ class RunPod:
         return self.config.paths.state_dir / "known_hosts"
 
     def remote(self, pod_id: str) -> SshRunner:
-        """Commands and files on a running pod, over its direct SSH endpoint."""
+        """Commands and files on a running pod, over its direct SSH endpoint (the first SSH contact with a pod
+        of ours arms its watchdog)."""
+        return self._ssh_runner(pod_id, self.pods.ssh_endpoint(pod_id))
+
+    def _ssh_runner(self, pod_id: str, endpoint: SshEndpoint) -> SshRunner:
         from .pods import ensure_keypair
         from .remote import SshRunner, SshTarget
 
-        endpoint = self.pods.ssh_endpoint(pod_id)
         ensure_keypair(self.ssh_key_path)
         target = SshTarget(endpoint.host, endpoint.port, pod_id, endpoint.user)
         return SshRunner(target, self.ssh_key_path, self.known_hosts)

@@ -70,7 +70,7 @@ class Settings:
     image: str = DEFAULT_IMAGE
     container_disk_gb: int = 20
     volume_gb: int = 20
-    pod_ttl_h: float = 24.0
+    max_pod_hours: float = 24.0
     max_pod_usd_per_hour: float = 5.0
     max_total_usd_per_hour: float = 20.0
     ssh_key_path: str = "~/.runpod/ssh/rph_ed25519"
@@ -96,7 +96,9 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("container_disk_gb", "container disk of new pods (wiped on stop)"),
     SettingDoc("volume_gb", "volume disk at /workspace of new pods (kept on stop, billed while stopped)"),
     SettingDoc(
-        "pod_ttl_h", "server-side TTL of new pods in hours: RunPod terminates them after this (0: no TTL)"
+        "max_pod_hours",
+        "new pods are stopped this many hours after creation, by a watchdog on the pod and by every rph/MCP "
+        "call that lists pods (RunPod itself enforces no deadline); 0: no deadline",
     ),
     SettingDoc("max_pod_usd_per_hour", "refuse to create a pod costing more than this per hour (0: no cap)"),
     SettingDoc(
@@ -253,6 +255,13 @@ def _coerce(name: str, value: Any, default: Any, where: str) -> Any:
     raise AssertionError(f"unhandled setting type for {name}")
 
 
+# Settings that were renamed, and why, so an old settings file fails with a message saying what to write.
+_RENAMED = {
+    "pod_ttl_h": "`pod_ttl_h` is now `max_pod_hours`: RunPod never enforced the TTL it accepted, so "
+    "runpod-hybrid enforces the pod deadline itself. Rename the setting (same value, in hours).",
+}
+
+
 def load_settings(path: Path) -> tuple[Settings, dict[str, str]]:
     """Read our settings file (missing is fine) and return the settings and each one's source."""
     defaults = Settings()
@@ -263,6 +272,8 @@ def load_settings(path: Path) -> tuple[Settings, dict[str, str]]:
     known = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
     values: dict[str, Any] = {}
     for name, value in data.items():
+        if name in _RENAMED:
+            raise ConfigError(f"{path}: {_RENAMED[name]}")
         if name not in known:
             close = [k for k in known if k.split("_")[0] == name.split("_")[0]]
             hint = f" Did you mean {', '.join(close)}?" if close else f" Known settings: {', '.join(known)}."

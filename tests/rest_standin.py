@@ -309,6 +309,16 @@ class RestApp:
             raise Problem(400, "Bad Request", str(exc)) from exc
         return 201, rest_pod(pod)
 
+    def updatePod(self, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        pod = self._pod(params["id"])
+        unsupported = set(body) - {"name"}
+        if unsupported:  # the stand-in keeps to what the SDK sends; RunPod takes more
+            raise Problem(
+                400, "Bad Request", f"the stand-in updates only the name, not {sorted(unsupported)}"
+            )
+        pod["name"] = body["name"]
+        return 200, rest_pod(pod)
+
     def deletePod(self, params: dict[str, str], _body: Any) -> tuple[int, Any]:
         self._pod(params["id"])["desiredStatus"] = "TERMINATED"
         return 204, None

@@ -6,17 +6,24 @@ RunPod is: every document must validate against ``data/runpod-schema/runpod-merg
 header, and answers are executed by graphql-core against a state shaped like ``data/runpod-samples/``
 (env as ``KEY=value`` strings, ``runtime`` null until the container starts, ``lowestPrice`` fields null for
 cards out of stock). Faults (capacity shapes, 5xx pages, 429, dropped connections, hangs) are injected per
-operation name, first in first out.
+operation name, first in first out; each may come after the operation was carried out (the pod was made, the
+answer is lost), as RunPod's do.
+
+Where RunPod is wrong, so is the stand-in: it accepts ``terminateAfter`` (an RFC 3339 ``DateTime``, the only
+form RunPod's scalar takes) and never acts on it. Its pod list can lag behind a create (``list_lag``), and a
+pod-scoped key (``add_pod_key``, what RunPod puts in a pod's ``RUNPOD_API_KEY``) may read and stop its own pod,
+nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +36,9 @@ MERGED_SCHEMA = DATA / "runpod-schema" / "runpod-merged-validation.graphql"
 THIRD_PARTY_SCHEMA = DATA / "runpod-schema" / "runpod.schema.graphql"
 
 CAPACITY_MESSAGE = "There are no longer any instances available with the requested specifications. Please refresh and try again."
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+# The root fields a pod-scoped key may use, on its own pod only.
+POD_KEY_FIELDS = frozenset({"pod", "podStop"})
 
 
 @cache
@@ -43,7 +53,8 @@ def third_party_schema() -> graphql.GraphQLSchema:
 
 @dataclass
 class Fault:
-    """One injected answer. ``kind``: graphql_errors, null_data, http, drop_after_apply, apply_then_hang, hang."""
+    """One injected answer. ``kind``: graphql_errors, null_data, http, truncated, drop_after_apply,
+    apply_then_hang, hang. ``after_apply``: the operation is carried out first, then this answer is sent."""
 
     kind: str
     status: int = 200
@@ -51,6 +62,11 @@ class Fault:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    after_apply: bool = False
+
+    def applied(self) -> Fault:
+        """The same answer, sent after the operation was carried out."""
+        return replace(self, after_apply=True)
 
     @classmethod
     def capacity_message(cls, message: str = CAPACITY_MESSAGE) -> Fault:
@@ -73,6 +89,18 @@ class Fault:
     @classmethod
     def null_data(cls) -> Fault:
         return cls("null_data")
+
+    @classmethod
+    def graphql_error(cls, message: str, code: str | None = None) -> Fault:
+        return cls(
+            "graphql_errors",
+            errors=[{"message": message, **({"extensions": {"code": code}} if code else {})}],
+        )
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        """Carry the operation out, then send only the first half of its JSON answer (status 200)."""
+        return cls("truncated", after_apply=True)
 
     @classmethod
     def http(cls, status: int, body: str, content_type: str = "text/html", **headers: str) -> Fault:
@@ -154,6 +182,7 @@ class StandinState:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.callers: list[tuple[str, str]] = []  # (operation, the bearer key it came with)
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         # Scripted `pod` answers: pod id -> successive updates applied on each read (GetPod, REST getPod).
         self.pod_timeline: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
@@ -165,6 +194,12 @@ class StandinState:
         self.data_centers: dict[str, str] = {"EU-RO-1": "Europe Romania 1", "US-KS-2": "US Kansas 2"}
         self.gpu_data_centers: dict[str, tuple[str, ...]] = {}
         self.network_volumes: dict[str, dict[str, Any]] = {}
+        # A new pod is missing from the next `list_lag` pod lists (`myself { pods }`), as a lagging list is.
+        self.list_lag = 0
+        self.unlisted: dict[str, int] = {}
+        # Pod-scoped keys: key -> the pod it belongs to.
+        self.pod_keys: dict[str, str] = {}
+        self.client_balance = 41.5
 
     def offered_in(self, gpu_id: str, data_center_id: str | None) -> bool:
         return data_center_id is None or data_center_id in self.gpu_data_centers.get(
@@ -183,6 +218,16 @@ class StandinState:
 
     def calls_of(self, operation: str) -> list[dict[str, Any]]:
         return [variables for name, variables in self.calls if name == operation]
+
+    def add_pod_key(self, pod_id: str) -> str:
+        """A key scoped to ``pod_id``, as RunPod sets in the pod's env: it may read and stop that pod only."""
+        key = f"rpa_POD{secrets.token_hex(8).upper()}"
+        self.pod_keys[key] = pod_id
+        return key
+
+    def keys_used(self, operation: str) -> list[str]:
+        """The bearer key each call of ``operation`` came with."""
+        return [key for name, key in self.callers if name == operation]
 
     # --- resolution ---
 
@@ -279,6 +324,11 @@ class StandinState:
         return any(gpu["stock"][c] is not None and count <= gpu["maxGpuCount"] for c in clouds)
 
     def create(self, spec: dict[str, Any], *, spot: bool) -> dict[str, Any]:
+        deadline = spec.get("terminateAfter")
+        if deadline is not None and not RFC3339.fullmatch(str(deadline)):
+            raise graphql.GraphQLError(
+                f'Variable "$input" got invalid value "{deadline}" at "input.terminateAfter".'
+            )
         ids = spec.get("gpuTypeIdList") or [spec.get("gpuTypeId")]
         cloud = spec.get("cloudType") or "ALL"
         count = int(spec.get("gpuCount") or 1)
@@ -287,7 +337,20 @@ class StandinState:
             raise graphql.GraphQLError(CAPACITY_MESSAGE)
         pod = self._new_pod({**spec, "gpuTypeId": chosen}, spot=spot)
         self.pods[pod["id"]] = pod
+        if self.list_lag:
+            self.unlisted[pod["id"]] = self.list_lag
         return pod
+
+    def listed(self, *, look: bool = True) -> list[dict[str, Any]]:
+        """The pods a list shows now: not terminated, and not still missing from a lagging list. Each
+        ``look`` (a core list of pods) brings a lagging pod one list nearer."""
+        shown = []
+        for pod in self.pods.values():
+            if self.unlisted.get(pod["id"]):
+                self.unlisted[pod["id"]] -= 1 if look else 0
+            elif pod["desiredStatus"] != "TERMINATED":
+                shown.append(pod)
+        return shown
 
     def get(self, pod_id: str) -> dict[str, Any] | None:
         pod = self.pods.get(pod_id)
@@ -300,14 +363,17 @@ class StandinState:
 
         class Root:
             @staticmethod
-            def myself(_info: Any) -> dict[str, Any]:
+            def myself(info: Any) -> dict[str, Any]:
                 live = [p for p in state.pods.values() if p["desiredStatus"] != "TERMINATED"]
+                # One list of pods is its core query; the extras that follow it see the same moment.
+                look = info.operation.name.value == "ListPods"
                 return {
                     "id": "user-standin",
                     "pubKey": state.pub_key,
-                    "pods": live,
+                    "pods": lambda _info: state.listed(look=look),
                     "endpoints": list(state.endpoints.values()),
                     "currentSpendPerHr": sum(p["costPerHr"] for p in live if p["desiredStatus"] == "RUNNING"),
+                    "clientBalance": state.client_balance,
                 }
 
             @staticmethod
@@ -359,6 +425,12 @@ class StandinState:
                 return pod
 
             @staticmethod
+            def podEditName(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+                pod = Root._existing(input["podId"], "rename")
+                pod["name"] = input["name"]
+                return pod
+
+            @staticmethod
             def podTerminate(_info: Any, input: dict[str, Any]) -> None:
                 Root._existing(input["podId"], "terminate")["desiredStatus"] = "TERMINATED"
 
@@ -407,6 +479,15 @@ def _root_field(document: graphql.DocumentNode) -> str:
     return ""
 
 
+def _pod_key_refusal(own_pod: str | None, document: graphql.DocumentNode, variables: dict[str, Any]) -> str:
+    """Why a pod-scoped key may not make this call ("" when it may, or when the key is the account's)."""
+    if own_pod is None or (
+        _root_field(document) in POD_KEY_FIELDS and (variables.get("input") or {}).get("podId") == own_pod
+    ):
+        return ""
+    return f"This API key is scoped to pod {own_pod}: it may read and stop that pod, nothing else."
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: StandinServer
     protocol_version = "HTTP/1.1"
@@ -431,6 +512,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _valid_document(self, query: str) -> graphql.DocumentNode | None:
+        """The parsed document, or None once RunPod's HTTP 400 answer for an invalid one was sent."""
+        try:
+            document = graphql.parse(query)
+        except graphql.GraphQLError as exc:
+            self._send(
+                400,
+                json.dumps(
+                    {"errors": [{"message": exc.message, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}}]}
+                ),
+            )
+            return None
+        problems = graphql.validate(merged_schema(), document)
+        if problems:
+            errors = [
+                {"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for p in problems
+            ]
+            self._send(400, json.dumps({"errors": errors}))
+            return None
+        return document
+
     def do_POST(self) -> None:
         state = self.server.state
         length = int(self.headers.get("Content-Length", "0"))
@@ -440,39 +542,27 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/graphql":
             self._send(404, json.dumps({"error": "not found"}))
             return
-        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if key != state.api_key and key not in state.pod_keys:
             self._send(401, json.dumps({"errors": [{"message": "Unauthorized"}]}))
             return
         payload = json.loads(raw)
-        try:
-            document = graphql.parse(payload["query"])
-        except graphql.GraphQLError as exc:
-            self._send(
-                400,
-                json.dumps(
-                    {"errors": [{"message": exc.message, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}}]}
-                ),
-            )
-            return
-        problems = graphql.validate(merged_schema(), document)
-        if problems:
-            self._send(
-                400,
-                json.dumps(
-                    {
-                        "errors": [
-                            {"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
-                            for p in problems
-                        ]
-                    }
-                ),
-            )
+        document = self._valid_document(payload["query"])
+        if document is None:
             return
         operation = payload.get("operationName") or ""
         variables = payload.get("variables") or {}
+        refusal = _pod_key_refusal(state.pod_keys.get(key), document, variables)
+        if refusal:
+            self._send(403, json.dumps({"errors": [{"message": refusal}]}))
+            return
         with state.lock:
             state.calls.append((operation, variables))
+            state.callers.append((operation, key))
             fault = state.faults[operation].popleft() if state.faults[operation] else None
+        if fault is not None and fault.after_apply and fault.kind in ("http", "graphql_errors"):
+            with state.lock:
+                graphql.execute(merged_schema(), document, root_value=state.root(), variable_values=variables)
         if fault is not None and fault.kind == "hang":
             state.hang_release.wait()
             self.close_connection = True
@@ -505,7 +595,8 @@ class _Handler(BaseHTTPRequestHandler):
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
             body["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
-        self._send(200, json.dumps(body))
+        text = json.dumps(body)
+        self._send(200, text[: len(text) // 2] if fault is not None and fault.kind == "truncated" else text)
 
 
 class StandinServer(ThreadingHTTPServer):

@@ -1,20 +1,49 @@
-"""A real OpenSSH sshd on 127.0.0.1 playing a pod's SSH side (Debian openssh-server, installed by .ci/run)."""
+"""A real OpenSSH sshd on 127.0.0.1 playing a pod's SSH side (Debian openssh-server, installed by .ci/run).
+
+Beside sshd, the "pod" has what a RunPod container gives: a container env (``proc1_environ``, what PID 1's env
+is on a pod), a ``runpodctl`` stand-in on its PATH that calls the API stand-in with the pod's own key, and a
+container restart: every process of the container dies at once, files on the workspace stay, and the start
+command runs again."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runpod_hybrid.remote import ContainerEnv, SshRunner, SshTarget
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+# `runpodctl stop pod ID`, as the real one does it on a pod: RunPod's API, with the pod's key from its env.
+RUNPODCTL = """#!{python}
+import json, os, sys, urllib.request
+if sys.argv[1:3] != ["stop", "pod"] or len(sys.argv) != 4:
+    sys.exit("runpodctl stand-in: only `runpodctl stop pod POD_ID`")
+query = "mutation StopPod($input: PodStopInput!) {{ podStop(input: $input) {{ id desiredStatus }} }}"
+body = {{"operationName": "StopPod", "query": query, "variables": {{"input": {{"podId": sys.argv[3]}}}}}}
+request = urllib.request.Request(
+    os.environ["RPH_GRAPHQL_URL"],
+    data=json.dumps(body).encode(),
+    headers={{"Authorization": "Bearer " + os.environ["RUNPOD_API_KEY"], "Content-Type": "application/json"}},
+)
+try:
+    answer = json.load(urllib.request.urlopen(request, timeout=30))
+except OSError as exc:
+    sys.exit(f"Error: {{exc}}")
+if answer.get("errors"):
+    sys.exit("Error: " + answer["errors"][0]["message"])
+print('pod "' + sys.argv[3] + '" stopped')
+"""
 
 
 def _free_port() -> int:
@@ -85,7 +114,9 @@ class SshdPod:
 
     def stop(self) -> None:
         """Stop sshd and every session it serves: connections drop. (Per-connection sshd processes run in
-        sessions of their own, so killing the listener's process group alone would leave them serving.)"""
+        sessions of their own, so killing the listener's process group alone would leave them serving.)
+        Container processes (a watchdog) end too."""
+        self.kill_container_processes()
         if self.process is not None:
             self.drop_connections()
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -96,6 +127,64 @@ class SshdPod:
         """Kill the per-connection sshd processes, as a network drop would, keeping the listener."""
         assert self.process is not None
         subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid)], check=False)
+
+    # --- the container around sshd ---
+
+    def set_container_env(self, env: Mapping[str, str]) -> None:
+        """PID 1's env, which commands over SSH get back (RUNPOD_POD_ID, RUNPOD_API_KEY, PATH...)."""
+        (self.base / "proc1_environ").write_bytes(
+            b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items())
+        )
+
+    def container_variables(self) -> dict[str, str]:
+        raw = (self.base / "proc1_environ").read_bytes()
+        return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+    def install_runpodctl(self) -> Path:
+        """A `runpodctl` stand-in; returns the dir to put on the pod's PATH."""
+        bin_dir = self.base / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        tool = bin_dir / "runpodctl"
+        tool.write_text(RUNPODCTL.format(python=sys.executable))
+        tool.chmod(0o755)
+        return bin_dir
+
+    def container_processes(self) -> list[int]:
+        """Processes of the container: those whose command line names this pod's dir, sshd aside."""
+        listener = self.process.pid if self.process else None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in (listener, os.getpid()):
+                continue
+            with contextlib.suppress(OSError):
+                if str(self.base).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+        return found
+
+    def kill_container_processes(self) -> None:
+        """Every container process and its process group (a watchdog's sleep) dies at once."""
+        for pid in self.container_processes():
+            with contextlib.suppress(ProcessLookupError):
+                group = os.getpgid(pid)
+                if group != os.getpgrp():
+                    os.killpg(group, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+
+    def restart_container(self, start_command: str | None = None) -> None:
+        """A container restart: its processes die, the workspace stays, then ``start_command`` (what RunPod
+        runs as the container's command) runs again with the container env."""
+        self.kill_container_processes()
+        if start_command is not None:
+            subprocess.run(
+                ["sh", "-c", start_command],
+                env={**os.environ, **self.container_variables()},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+                timeout=60,
+            )
 
     def runner(self, pod_id: str = "sshdpod", **kwargs: object) -> SshRunner:
         target = SshTarget("127.0.0.1", self.port, pod_id, user=getpass.getuser())

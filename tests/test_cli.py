@@ -40,7 +40,7 @@ def test_config_show_json_masks_key_and_names_sources(
         "masked": "…" + SENTINEL_KEY[-4:],
         "source": "env:RUNPOD_API_KEY",
     }
-    assert payload["settings"]["pod_ttl_h"] == {"value": 24.0, "source": "default"}
+    assert payload["settings"]["max_pod_hours"] == {"value": 24.0, "source": "default"}
 
 
 def test_global_options_before_the_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,9 +110,17 @@ def test_pods_create_dry_run_prints_variables_without_key(
     assert "PUBLIC_KEY" in {e["key"] for e in variables["env"]}
     assert variables["imageName"] == "runpod/pytorch:2.4.0"
     assert payload["max_usd_per_hour"] == 5.0
+    # The deadline (24 h by default) is ours to enforce, and the dry run says by what and what it may cost.
+    assert payload["deadline"] == variables["terminateAfter"].replace("Z", "+00:00")
+    assert variables["name"].endswith(variables["terminateAfter"].replace("-", "").replace(":", ""))
+    assert payload["guards"] == ["pod watchdog", "client reaper"]
+    assert payload["watchdog_armed_at"] == "first SSH contact"
+    assert payload["projected_max_usd"] == 5.0 * 24
 
 
-def test_pods_create_dry_run_hides_user_env_and_honours_no_ttl(capsys: pytest.CaptureFixture[str]) -> None:
+def test_pods_create_dry_run_hides_user_env_and_honours_no_deadline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run_cli(
         capsys,
         "pods",
@@ -120,14 +128,22 @@ def test_pods_create_dry_run_hides_user_env_and_honours_no_ttl(capsys: pytest.Ca
         "--dry-run",
         "--gpu",
         "NVIDIA A40",
-        "--no-ttl",
+        "--max-hours",
+        "0",
         "--env",
         "HF_TOKEN=hf_very_secret",
         "--json",
     )
     assert code == 0
     assert "hf_very_secret" not in out
-    assert "terminateAfter" not in json.loads(out)["attempts_in_order"][0]["variables"]["input"]
+    payload = json.loads(out)
+    assert "terminateAfter" not in payload["attempts_in_order"][0]["variables"]["input"]
+    assert (payload["deadline"], payload["guards"], payload["projected_max_usd"]) == (None, [], None)
+    human_code, human, _ = run_cli(
+        capsys, "pods", "create", "--dry-run", "--gpu", "NVIDIA A40", "--max-hours", "2"
+    )
+    assert human_code == 0
+    assert "by the pod watchdog and the client reaper" in human and "at most $10.00 until then" in human
 
 
 def test_pods_list_without_key_says_how_to_provide_one(capsys: pytest.CaptureFixture[str]) -> None:

@@ -106,15 +106,15 @@ def test_settings_file_values_and_sources(isolated_home: Path) -> None:
     path = isolated_home / ".config" / "runpod-hybrid" / "config.toml"
     path.parent.mkdir(parents=True)
     path.write_text(
-        'gpu_types = ["NVIDIA GeForce RTX 4090"]\ncloud_type = "community"\npod_ttl_h = 6\n'
+        'gpu_types = ["NVIDIA GeForce RTX 4090"]\ncloud_type = "community"\nmax_pod_hours = 6\n'
         'max_pod_usd_per_hour = 1.5\n[endpoints]\nembed = "abc123"\n'
     )
     config = load_config(env={}, home=isolated_home)
     assert config.settings.gpu_types == ("NVIDIA GeForce RTX 4090",)
     assert config.settings.cloud_type == "COMMUNITY"
-    assert config.settings.pod_ttl_h == 6.0
+    assert config.settings.max_pod_hours == 6.0
     assert config.settings.endpoints == {"embed": "abc123"}
-    assert config.sources["pod_ttl_h"] == str(path)
+    assert config.sources["max_pod_hours"] == str(path)
     assert config.sources["image"] == "default"
 
 
@@ -131,7 +131,8 @@ def test_xdg_config_home_is_honoured(isolated_home: Path, tmp_path: Path) -> Non
     ("text", "fragment"),
     [
         ("pod_ttl = 3\n", "unknown setting `pod_ttl`"),
-        ('pod_ttl_h = "long"\n', "`pod_ttl_h` must be a non-negative number"),
+        ('max_pod_hours = "long"\n', "`max_pod_hours` must be a non-negative number"),
+        ("pod_ttl_h = 6\n", "`pod_ttl_h` is now `max_pod_hours`: RunPod never enforced"),
         ('cloud_type = "cheap"\n', "`cloud_type` must be one of SECURE, COMMUNITY, ALL"),
         ('gpu_types = "NVIDIA A40"\n', "`gpu_types` must be a list of strings"),
         ("volume_gb = -1\n", "`volume_gb` must be a non-negative integer"),

@@ -73,6 +73,22 @@ def test_429_on_a_create_is_retried_too(standin: StandinServer, fake_time: FakeT
     assert len(standin.state.pods) == 1
 
 
+def test_a_caller_that_must_look_first_gets_the_429_at_once(
+    standin: StandinServer, fake_time: FakeTime
+) -> None:
+    """A pod create looks its client token up before sending again (a 429 may hide a pod): the transport
+    hands it the 429, with Retry-After, and sends nothing more."""
+    standin.state.faults["CreateOnDemandPod"].append(
+        Fault.http(429, '{"error": "slow down"}', "application/json", **{"Retry-After": "2"})
+    )
+    with pytest.raises(RateLimitError) as info:
+        transport(fake_time).request(
+            "POST", standin.url, json_body=CREATE, idempotent=False, retry_rate_limited=False
+        )
+    assert info.value.retry_after_s == 2.0
+    assert fake_time.sleeps == [] and len(standin.state.calls_of("CreateOnDemandPod")) == 1
+
+
 def test_retry_after_beyond_the_deadline_raises_instead_of_waiting(
     standin: StandinServer, fake_time: FakeTime
 ) -> None:

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from runpod_hybrid import RunPod
 from runpod_hybrid.config import Settings, load_config
-from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi
+from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi, NameTag
 from runpod_hybrid.errors import BudgetExceededError, PodNotReadyError
 from runpod_hybrid.jobs import Jobs, JobSpec, JobStore, Observation, PodCommandBackend, PodOffer
 from runpod_hybrid.pods import Pods
@@ -157,8 +158,9 @@ def test_run_a_command_job_on_a_pod_end_to_end(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The pod backend against the API stand-in and a real sshd: create (boot step, TTL), wait, upload,
-    run the job under the runner, fetch and verify outputs, and only then stop the pod."""
+    """The pod backend against the API stand-in and a real sshd: create (a start command that arms the pod
+    watchdog and resumes jobs, a deadline from max_runtime_s), wait, upload, run the job under the runner
+    (dead-man stop on), fetch and verify outputs, and only then stop the pod."""
     standin.state.new_pod_runtime = {
         "uptimeInSeconds": 5,
         "gpus": [],
@@ -184,13 +186,22 @@ def test_run_a_command_job_on_a_pod_end_to_end(
         outputs=("out",),
         on_finish="stop",
         gpu_types=("NVIDIA RTX A4000",),
+        max_runtime_s=600,
     )
+    created_after = datetime.now(UTC)
     outputs = jobs.run(job)
     [handle] = jobs.list()
     assert handle.backend == "pod" and handle.status() == "SUCCEEDED"
     assert outputs == [tmp_path / "rph-outputs" / handle.id / "out" / "result.txt"]
     [create] = standin.state.calls_of("CreateOnDemandPod")
-    assert "boot.sh" in create["input"]["dockerArgs"] and create["input"]["terminateAfter"]
+    assert "watchdog.sh boot" in create["input"]["dockerArgs"] and "boot.sh" in create["input"]["dockerArgs"]
+    tag = NameTag.split(create["input"]["name"])
+    assert tag is not None and tag[1].watchdog_armed and tag[1].deadline is not None
+    # The job's max_runtime_s plus 30 minutes for what surrounds the run (pull, upload, fetch).
+    expected = created_after + timedelta(seconds=600 + 1800)
+    assert timedelta(0) <= tag[1].deadline - expected.replace(microsecond=0) <= timedelta(seconds=30)
+    spec_env = (sshd.workspace / ".rph" / "jobs" / handle.id / "spec.env").read_text()
+    assert "RPH_IDLE_STOP_S=900" in spec_env  # the runner's dead-man stop is on
     assert (
         tmp_path / "rph-outputs" / handle.id / "out" / "result.txt"
     ).read_text() == "trained on attempt 1\n"

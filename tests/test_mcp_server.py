@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +125,35 @@ def test_create_states_cost_and_terminate_needs_the_name(standin: StandinServer,
     created = result_json(call(server, "create_pod", {"gpu_types": ["NVIDIA RTX A4000"], "name": "mcp-test"}))
     pod = created["pod"]
     assert created["usd_per_hour"] == pod["usd_per_hour"] > 0
-    assert standin.state.calls_of("CreateOnDemandPod")[0]["input"]["terminateAfter"]  # TTL on by default
+    # A deadline by default (24 h), ours to enforce, with its guards and what it may cost until then.
+    assert created["deadline"] and created["guards"] == ["client reaper"]
+    assert created["projected_usd_to_deadline"] == pytest.approx(24 * pod["usd_per_hour"], rel=0.01)
+    assert "never armed" in created["warning"]
+    assert created["deadline"][:19].replace("-", "").replace(":", "") in pod["name"]
     refused = call(server, "terminate_pod", {"pod_id": pod["id"], "confirm_name": "wrong"})
     assert refused.is_error and "confirm_name must be the pod's name" in refused.content[0].text
     assert standin.state.calls_of("TerminatePod") == []
     assert result_json(call(server, "terminate_pod", {"pod_id": pod["id"], "confirm_name": pod["name"]}))
     spend = result_json(call(server, "spend_summary"))
     assert spend["total_usd_per_hour"] == 0 and spend["cap_total_usd_per_hour"] == 20.0
+
+
+def test_listing_tools_stop_our_pods_past_their_deadline_and_spend_shows_it_all(
+    standin: StandinServer, isolated_home: Path
+) -> None:
+    state = standin.state
+    late = datetime.now(UTC) - timedelta(minutes=1)
+    state.add_pod(id="late", name=f"job-rph-0000000a-{late:%Y%m%dT%H%M%SZ}-wd")
+    state.add_pod(id="kept", name="notebook", costPerHr=0.24, adjustedCostPerHr=0.24)
+    server = build_server(factory=keyed(standin, isolated_home))
+    listed = result_json(call(server, "list_pods"))
+    assert listed["stopped_past_deadline"] == ["late"] and state.pods["late"]["desiredStatus"] == "EXITED"
+    assert listed["running_usd_per_hour"] == 0.24
+    spend = result_json(call(server, "spend_summary"))
+    assert [p["id"] for p in spend["running"]] == ["kept"] and spend["running"][0]["guards"] == []
+    assert (spend["account_balance_usd"], spend["max_pod_hours"]) == (41.5, 24.0)
+    late_pod = result_json(call(server, "get_pod", {"pod_id": "late"}))
+    assert late_pod["pod"]["status"] == "EXITED" and late_pod["guards"] == ["pod watchdog", "client reaper"]
 
 
 def test_no_tool_result_or_error_holds_the_key(standin: StandinServer, isolated_home: Path) -> None:

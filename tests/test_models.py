@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runpod_hybrid.controlplane import GpuType, Pod, PodTelemetry, name_with_token, token_of
+from runpod_hybrid.controlplane import GpuType, NameTag, Pod, PodTelemetry
 
 SAMPLES = Path(__file__).parent / "data" / "runpod-samples"
 
@@ -82,7 +83,20 @@ def test_telemetry_prefers_latest_telemetry_and_computes_cost() -> None:
     assert no_telemetry.gpus[0].util_percent == 5 and no_telemetry.cpu_percent is None
 
 
-def test_client_token_round_trip() -> None:
-    assert token_of(name_with_token("train", "0a1b2c3d")) == "0a1b2c3d"
-    assert token_of("my-own-pod") is None
-    assert token_of("x-rph-XYZ") is None
+def test_name_tag_round_trip() -> None:
+    deadline = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
+    for tag in (
+        NameTag("0a1b2c3d"),
+        NameTag("0a1b2c3d", deadline),
+        NameTag("0a1b2c3d", deadline, watchdog_armed=True),
+    ):
+        assert NameTag.split(tag.name("my-train-rph-job")) == ("my-train-rph-job", tag)
+    assert (
+        NameTag("0a1b2c3d", deadline, watchdog_armed=True).name("t") == "t-rph-0a1b2c3d-20261127T120005Z-wd"
+    )
+    # A deadline between seconds is kept as the next second: never earlier than asked.
+    assert NameTag("0a1b2c3d", deadline.replace(microsecond=1)).name("t").endswith("T120006Z")
+    assert NameTag.split("my-own-pod") is None
+    assert NameTag.split("x-rph-XYZ") is None
+    assert NameTag.split("x-rph-0a1b2c3d-tomorrow") is None
+    assert Pod.from_api({"name": "t-rph-0a1b2c3d-20261127T120005Z"}).client_token == "0a1b2c3d"

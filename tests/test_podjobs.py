@@ -12,7 +12,6 @@ import pytest
 
 from runpod_hybrid.errors import RemoteCommandError
 from runpod_hybrid.jobs import DetachedJobs, DetachedJobSpec, parse_nvidia_smi
-from runpod_hybrid.jobs.runner import boot_docker_args
 from runpod_hybrid.remote import LocalRunner
 
 from conftest import eventually
@@ -84,7 +83,7 @@ def test_restart_resumes_as_attempt_2_from_the_checkpoint(
     )
     # A pod restart: every process dies at once (supervisor and job), the files on /workspace stay.
     job_dir = Path(jobs.job_dir("resumable"))
-    pid = int((job_dir / "pid").read_text())
+    pid = job_pid(job_dir)
     supervisor = int((job_dir / "supervisor.pid").read_text())
     os.killpg(supervisor, signal.SIGKILL)
     os.killpg(pid, signal.SIGKILL)
@@ -100,6 +99,34 @@ def test_restart_resumes_as_attempt_2_from_the_checkpoint(
     ]
 
 
+def job_pid(job_dir: Path) -> int:
+    """The job's pid from the runner's `pid` file ("pid start-time")."""
+    return int((job_dir / "pid").read_text().split()[0])
+
+
+def test_a_live_process_that_reused_the_pid_is_not_taken_for_the_job(
+    local: tuple[DetachedJobs, Path], tmp_path: Path
+) -> None:
+    """A restarted container: the job's processes are gone and its recorded pid now belongs to another live
+    process. The boot step must still see the job as dead and resume it."""
+    jobs, work = local
+    hold = tmp_path / "release"
+    jobs.start(spec("reused", work, HOLD=str(hold), HOLD_STEP="2"))
+    job_dir = Path(jobs.job_dir("reused"))
+    eventually(lambda: (job_dir / "pid").exists() and (Path(jobs.checkpoint_dir("reused")) / "step").exists())
+    recorded_pid, recorded_start = (job_dir / "pid").read_text().split()
+    os.killpg(int((job_dir / "supervisor.pid").read_text()), signal.SIGKILL)
+    os.killpg(int(recorded_pid), signal.SIGKILL)
+    eventually(lambda: not _alive(int(recorded_pid)))
+    # Pid reuse: the pid written before the restart is now this (live, unrelated) test process's.
+    (job_dir / "pid").write_text(f"{os.getpid()} {recorded_start}\n")
+    hold.touch()
+    jobs.resume_all()
+    final = eventually(lambda: (s := jobs.status("reused")).finished and s)
+    assert (final.state, final.attempt) == ("SUCCEEDED", 2)
+    assert _alive(os.getpid())  # the unrelated process was left alone
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,7 +138,7 @@ def _alive(pid: int) -> bool:
 def test_cancel_kills_the_process_group(local: tuple[DetachedJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
     jobs.start(DetachedJobSpec("forever", "sleep 300 & sleep 300; wait", str(work), heartbeat_s=0.1))
-    pid = int(eventually(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().strip()))
+    pid = int(eventually(lambda: (Path(jobs.job_dir("forever")) / "pid").read_text().split()[0]))
     status = jobs.cancel("forever", grace_s=2)
     assert status.state == "CANCELLED"
     assert not _alive(pid)
@@ -166,10 +193,6 @@ def test_nvidia_smi_samples_parse() -> None:
     assert load[0].util_percent is not None and load[0].util_percent > 50
     assert load[0].power_w is not None and load[0].power_w > idle[0].power_w  # type: ignore[operator]
     assert parse_nvidia_smi("") == ()  # a pod without a GPU
-
-
-def test_boot_command_keeps_runpods_start_script() -> None:
-    assert boot_docker_args() == "bash -c 'sh /workspace/.rph/boot.sh >/dev/null 2>&1 & exec /start.sh'"
 
 
 @pytest.fixture(scope="module")
@@ -235,4 +258,4 @@ def test_dead_man_timer_stops_the_pod_when_heartbeats_stop(
     eventually(runpodctl.exists, timeout_s=20)
     assert runpodctl.read_text() == "stop pod pod-under-test\n"
     assert "no heartbeat" in jobs.logs("stuck")
-    os.killpg(int((job_dir / "pid").read_text()), signal.SIGKILL)
+    os.killpg(job_pid(job_dir), signal.SIGKILL)

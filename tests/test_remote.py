@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from runpod_hybrid.errors import HostKeyChangedError, SshConnectionError, UnsafeArchiveError
+from runpod_hybrid.errors import (
+    HostKeyChangedError,
+    RemoteCommandError,
+    SshConnectionError,
+    UnsafeArchiveError,
+)
+from runpod_hybrid.jobs import DetachedJobs, DetachedJobSpec
 from runpod_hybrid.remote import SshRunner, extract_safely, forget_host_key
 
+from conftest import eventually
 from sshd_pod import SshdPod
 
 
@@ -343,3 +350,81 @@ def test_an_edit_of_the_same_size_within_the_second_is_uploaded(
     (source / "train.py").write_text("lr = 0.2")
     runner.upload(source, str(remote))
     assert (remote / "train.py").read_text() == "lr = 0.2"
+
+
+# --- nothing from a user or a pod becomes shell code --------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "it's",
+    "$(touch {marker})",
+    "`touch {marker}`",
+    "'; touch {marker}; echo '",
+    "new\nline",
+    "trailing newline\n",
+    "-rf",
+    "--delete",
+    "sp a ce",
+    'dq"uote',
+]
+
+
+def hostile(marker: Path) -> list[str]:
+    """The names, each one path component: the marker's slashes are spelled for printf (\\057)."""
+    touchable = "$(printf '" + str(marker).replace("/", "\\057") + "')"
+    return [name.format(marker=touchable) for name in HOSTILE_NAMES]
+
+
+@pytest.mark.parametrize("rsync", [True, False], ids=["rsync", "tar"])
+def test_hostile_names_run_nothing_and_arrive_intact(pod: SshdPod, tmp_path: Path, rsync: bool) -> None:
+    marker = tmp_path / "pwned"
+    names = hostile(marker)
+    source = tmp_path / "src"
+    for index, name in enumerate(names):
+        (source / name).mkdir(parents=True)  # a dir with a hostile name, holding a file with one
+        (source / name / name).write_text(f"content {index}")
+        (source / f"{name}.txt").write_text(name)
+    runner = pod.runner(local_rsync=rsync)
+    remote = pod.workspace / f"hostile {rsync} '$(touch {marker})'"
+    runner.upload(source, str(remote))
+    assert tree_digest(remote) == tree_digest(source)
+    for index, name in enumerate(names):
+        assert runner.exec(["cat", "--", str(remote / name / name)]).stdout == f"content {index}"
+        copy = tmp_path / "down" / f"{index}.txt"
+        runner.download(str(remote / f"{name}.txt"), copy)
+        assert copy.read_text() == name
+        runner.upload(source / f"{name}.txt", str(remote / "single" / f"{name}.txt"))  # one file up
+        assert (remote / "single" / f"{name}.txt").read_text() == name
+    runner.download(str(remote), tmp_path / "tree")
+    assert tree_digest(tmp_path / "tree") == tree_digest(remote)
+    with pytest.raises(RemoteCommandError, match="no such file"):
+        runner.download(f"/nonexistent'; touch {marker}; echo '", tmp_path / "never")
+    assert runner.exec(["echo", *names]).stdout == " ".join(names) + "\n"
+    assert runner.exec(["pwd"], cwd=str(remote / names[1])).stdout == f"{remote / names[1]}\n"
+    assert runner.exec('printf %s "$X"', env={"X": names[3]}).stdout == names[3]
+    assert not marker.exists()
+
+
+def test_hostile_names_cannot_reach_the_shell_through_a_job(pod: SshdPod, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    names = hostile(marker)
+    root = pod.workspace / f"jobs '$(touch {marker})' `touch {marker}`"
+    work = root / f"work {names[3]}"
+    work.mkdir(parents=True)
+    jobs = DetachedJobs(pod.runner(), str(root))
+    command = [
+        "sh",
+        "-c",
+        'mkdir -p out && printf "%s|" "$@" > out/args.txt && printf %s "$V" > out/env.txt',
+        "sh",
+    ]
+    spec = DetachedJobSpec("hostile", [*command, *names], str(work), outputs=("out",), env={"V": names[2]})
+    jobs.start(spec)
+    final = eventually(lambda: (s := jobs.status("hostile")).finished and s)
+    assert final.state == "SUCCEEDED", jobs.logs("hostile")
+    fetched = {p.name: p.read_text() for p in jobs.fetch("hostile", ["out"], str(work), tmp_path / "outputs")}
+    assert fetched == {"args.txt": "|".join(names) + "|", "env.txt": names[2]}
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        DetachedJobs(pod.runner(), str(root)).start(
+            DetachedJobSpec("badenv", ["true"], str(work), env={f"X;touch {marker}": "1"})
+        )
+    assert not marker.exists()

@@ -160,7 +160,10 @@ def test_restart_and_stop_twice(rest_standin: RestStandinServer, fake_time: Fake
     pod = pods.create(PodSpec(gpu_types=(RTX4090,))).pod
     assert pods.restart(pod.id).status == "RUNNING"
     assert pods.stop(pod.id).status == "EXITED"
-    assert pods.stop(pod.id).status == "EXITED"  # RunPod answers 409; a stopped pod is what was asked
+    assert pods.stop(pod.id).status == "EXITED"  # a stopped pod is what was asked: nothing more is sent
+    assert (
+        rest_api(rest_standin, fake_time).stop_pod(pod.id).status == "EXITED"
+    )  # RunPod's 409, taken as done
     actions = [c["action"] for c in rest_standin.state.calls_of("podAction")]
     assert actions == ["restart", "stop", "stop"]
 

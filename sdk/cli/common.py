@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def print_help(parser: argparse.ArgumentParser) -> int:
 def emit(args: argparse.Namespace, payload: Any, human: str) -> None:
     """Print ``payload`` as JSON under ``--json``, else the human text."""
     if args.json:
-        json.dump(as_json(payload), sys.stdout, indent=2, sort_keys=True, default=str)
+        json.dump(as_json(payload), sys.stdout, indent=2, sort_keys=True, default=_json_default)
         sys.stdout.write("\n")
     elif human:
         sys.stdout.write(human.rstrip("\n") + "\n")
@@ -92,6 +93,11 @@ def as_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: as_json(v) for k, v in value.items()}
     return value
+
+
+def _json_default(value: Any) -> str:
+    """Times as ISO 8601 (what the MCP server gives too); anything else as its text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def money(value: float | None) -> str:

@@ -1,4 +1,5 @@
-"""``rph gpus`` and ``rph pods ...``: GPU types with live stock and price, and the pod lifecycle."""
+"""``rph gpus``, ``rph pods ...`` and ``rph spend``: GPU types with live stock and price, the pod lifecycle
+with each pod's deadline and guards, and what is billing now."""
 
 from __future__ import annotations
 
@@ -54,21 +55,75 @@ def pod_line(pod: Any) -> str:
     )
 
 
-def _list(args: argparse.Namespace) -> int:
-    from runpod_hybrid.pods import running_usd_per_hour
+def deadline_text(deadline: Any, hours_left: float | None, projected_usd: float | None) -> str:
+    """``stops 11-27 12:00Z (in 5.2h, $3.59 more)``, or what stands for it."""
+    if deadline is None:
+        return "no deadline"
+    left = f"in {hours_left:.1f}h" if hours_left else "past"
+    more = f", {money(projected_usd)} more" if projected_usd is not None else ""
+    return f"stops {deadline:%m-%d %H:%M}Z ({left}{more})"
 
-    pods = client(args).pods.list(status=args.status, name=args.name, ours_only=args.ours)
-    total = running_usd_per_hour(pods)
-    human = "\n".join(
-        [pod_line(p) for p in pods] + [f"{len(pods)} pod(s); running ones cost {money(total)}/h"]
+
+def guard_line(guard: Any) -> str:
+    """One pod and its guards: the pod line, then its deadline, the guards that hold it, and what happened."""
+    holds = " + ".join(guard.guards) if guard.guards else "nothing of ours"
+    stopped = "  STOPPED NOW: past its deadline" if guard.stopped_now else ""
+    return (
+        f"{pod_line(guard.pod)}\n    {deadline_text(guard.deadline, guard.hours_left, guard.projected_usd)}; "
+        f"held by {holds}{stopped}"
     )
-    emit(args, pods, human)
+
+
+def overview_text(overview: Any, empty: str) -> str:
+    lines = [guard_line(g) for g in overview.pods] or [empty]
+    lines += [f"stopped (past its deadline): {pod_id}" for pod_id in overview.stopped]
+    lines += [f"warning: {w}" for w in overview.warnings]
+    return "\n".join(lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    overview = client(args).pods.overview(status=args.status, name=args.name, ours_only=args.ours)
+    human = overview_text(overview, "no pods")
+    human += f"\n{len(overview.pods)} pod(s); running ones cost {money(overview.running_usd_per_hour)}/h"
+    emit(args, overview, human)
     return 0
 
 
 def _get(args: argparse.Namespace) -> int:
-    pod = client(args).pods.get(args.pod)
-    emit(args, pod, pod_line(pod))
+    guard = client(args).pods.guard(args.pod)
+    emit(args, guard, guard_line(guard) + (f"\nwarning: {guard.warning}" if guard.warning else ""))
+    return 0
+
+
+def _reap(args: argparse.Namespace) -> int:
+    overview = client(args).pods.overview(ours_only=True)
+    emit(args, overview, overview_text(overview, "no pods of ours") + f"\n{len(overview.stopped)} stopped")
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    guard = client(args).pods.extend(args.pod, hours=args.hours)
+    emit(args, guard, guard_line(guard) + (f"\nwarning: {guard.warning}" if guard.warning else ""))
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    spend = client(args).pods.spend()
+    lines = [
+        f"{g.pod.id:<16} {money(g.usd_per_hour) + '/h':>9}  up {(g.pod.runtime.uptime_s if g.pod.runtime else 0) / 3600:.1f}h  "
+        f"{deadline_text(g.deadline, g.hours_left, g.projected_usd)}; held by "
+        f"{' + '.join(g.guards) if g.guards else 'nothing of ours'}  {g.pod.name}"
+        for g in spend.running
+    ] or ["nothing is billing for a GPU"]
+    lines += [
+        f"total {money(spend.usd_per_hour)}/h for GPUs; RunPod reports the account spending "
+        f"{money(spend.account_usd_per_hour)}/h with a balance of {money(spend.balance_usd)}",
+        f"caps: {money(spend.max_pod_usd_per_hour)}/h per pod, {money(spend.max_total_usd_per_hour)}/h in all "
+        f"(0: none); new pods stop after {spend.max_pod_hours:g}h (max_pod_hours; 0: no deadline)",
+    ]
+    lines += [f"stopped (past its deadline): {pod_id}" for pod_id in spend.stopped]
+    lines += [f"warning: {w}" for w in spend.warnings]
+    emit(args, spend, "\n".join(lines))
     return 0
 
 
@@ -90,7 +145,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         extra_ports=tuple(args.port),
         spot=args.spot,
         bid_per_gpu_usd=args.bid,
-        ttl_h=0.0 if args.no_ttl else args.ttl_h,
+        max_hours=args.max_hours,
         docker_args=args.docker_args,
         data_center_id=args.data_center,
     )
@@ -105,13 +160,24 @@ def _create(args: argparse.Namespace) -> int:
             "dry_run": True,
             "max_usd_per_hour": preview.max_usd_per_hour,
             "cost_note": "upper bound: create refuses any candidate over max_pod_usd_per_hour; live prices need the API",
+            "deadline": preview.deadline,
+            "guards": preview.guards,
+            "watchdog_armed_at": preview.watchdog_armed_at,
+            "projected_max_usd": preview.projected_max_usd,
             "attempts_in_order": [
                 {"operation": c.operation, "variables": c.arguments} for c in preview.calls
             ],
         }
+        guards = (
+            f"stopped at {preview.deadline:%Y-%m-%d %H:%M}Z by the {' and the '.join(preview.guards)} (the "
+            f"watchdog is armed at the {preview.watchdog_armed_at}), so at most {money(preview.projected_max_usd)} "
+            "until then"
+            if preview.deadline
+            else "no deadline: it runs and bills until someone stops it"
+        )
         human = [
             f"dry run: {len(preview.calls)} create attempt(s) in order, at most "
-            f"{money(preview.max_usd_per_hour)}/h (env values hidden)"
+            f"{money(preview.max_usd_per_hour)}/h (env values hidden); {guards}"
         ]
         human += [f"  {c.operation}: {json.dumps(c.arguments)}" for c in preview.calls]
         emit(args, payload, "\n".join(human))
@@ -128,8 +194,18 @@ def _create(args: argparse.Namespace) -> int:
     pod = result.pod
     if args.wait:
         pod = pods.wait_until_ready(pod.id, on_progress=status_line(args))
-    created: dict[str, Any] = {"pod": pod, "attempts": result.attempts, "usd_per_hour": pod.usd_per_hour}
-    emit(args, created, f"created {pod.id} at {money(pod.usd_per_hour)}/h\n{pod_line(pod)}")
+    guard = pods.guard(pod.id)
+    created: dict[str, Any] = {
+        "pod": guard.pod,
+        "attempts": result.attempts,
+        "usd_per_hour": guard.pod.usd_per_hour,
+        "deadline": guard.deadline,
+        "guards": guard.guards,
+        "projected_usd": guard.projected_usd,
+        "warning": guard.warning,
+    }
+    text = f"created {pod.id} at {money(pod.usd_per_hour)}/h\n{guard_line(guard)}"
+    emit(args, created, text + (f"\nwarning: {guard.warning}" if guard.warning else ""))
     return 0
 
 
@@ -229,12 +305,16 @@ def add_commands(commands: Commands) -> Commands:
     gpus.add_argument("--data-center", help="stock in one data centre, e.g. EU-RO-1")
 
     pods = commands.group("pods", "create, inspect and manage GPU pods")
-    lister = pods.command("list", "your pods and what the running ones cost", _list)
+    lister = pods.command(
+        "list",
+        "your pods with their deadlines, guards and cost; ours past their deadline are stopped first",
+        _list,
+    )
     lister.add_argument("--status", help="e.g. RUNNING or EXITED")
     lister.add_argument("--name", help="substring of the pod name")
     lister.add_argument("--ours", action="store_true", help="only pods created by runpod-hybrid")
     for name, help_text, handler in (
-        ("get", "one pod", _get),
+        ("get", "one pod, its deadline and the guards that hold it", _get),
         ("stop", "stop a pod (releases the GPU; the volume disk keeps billing)", _stop),
         ("restart", "restart a running pod's container (REST v2; container disk wiped)", _restart),
         ("telemetry", "utilisation and cost so far", _telemetry),
@@ -253,8 +333,25 @@ def add_commands(commands: Commands) -> Commands:
     wait.add_argument("--timeout-s", type=float, default=900.0)
     wait.add_argument("--no-ssh", action="store_true", help="do not wait for SSH")
     pods.command("authorize-key", "add our SSH key to your RunPod account keys (keeps yours)", _authorize_key)
+    pods.command(
+        "reap",
+        "stop our pods that are past their deadline, and name ours whose watchdog was never armed "
+        "(every command that lists pods does this too)",
+        _reap,
+    )
+    extend = pods.command("extend", "move a pod's deadline later, for every guard", _extend)
+    extend.add_argument("pod")
+    extend.add_argument(
+        "--hours", type=float, required=True, help="hours to add (from now, if the deadline has passed)"
+    )
+    commands.command(
+        "spend",
+        "what is billing now: running pods with $/h, age, deadline and guards, the total, the account's "
+        "balance, and the caps in force",
+        _spend,
+    )
 
-    create = pods.command("create", "create a pod (TTL, SSH and budget caps on by default)", _create)
+    create = pods.command("create", "create a pod (a deadline, SSH and budget caps on by default)", _create)
     create.add_argument(
         "--gpu", action="append", default=[], help="GPU type id or name; repeat to give fallbacks"
     )
@@ -275,10 +372,11 @@ def add_commands(commands: Commands) -> Commands:
     create.add_argument("--docker-args", help="start command (replaces the image's /start.sh)")
     create.add_argument("--spot", action="store_true", help="interruptible pod at a bid price")
     create.add_argument("--bid", type=float, help="spot bid per GPU-hour (default: current minimum)")
-    ttl = create.add_mutually_exclusive_group()
-    ttl.add_argument("--ttl-h", type=float, help="RunPod terminates the pod after this many hours")
-    ttl.add_argument(
-        "--no-ttl", action="store_true", help="no server-side TTL (the pod runs until you stop it)"
+    create.add_argument(
+        "--max-hours",
+        type=float,
+        help="stop the pod this many hours after creation (default: max_pod_hours, 24; 0: no deadline). "
+        "A watchdog on the pod and every rph/MCP call that lists pods enforce it; RunPod itself does not",
     )
     create.add_argument("--dry-run", action="store_true", help="print the exact create calls; call nothing")
     create.add_argument("--wait", action="store_true", help="wait until the pod accepts SSH")

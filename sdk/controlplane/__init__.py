@@ -16,10 +16,12 @@ from .choice import (
 )
 from .graphql import GRAPHQL_URL, GraphQLClient, GraphQLPodApi
 from .models import (
+    AccountSpend,
     EndpointInfo,
     GpuOffer,
     GpuType,
     GpuUsage,
+    NameTag,
     NetworkVolume,
     Pod,
     PodRuntime,
@@ -28,8 +30,6 @@ from .models import (
     SshEndpoint,
     describe_volumes,
     find_volume,
-    name_with_token,
-    token_of,
 )
 from .rest import REST_URL, RestClient, RestPodApi
 from .seam import CreateCall, CreatePodRequest, EndpointRequest, PodApi, TemplateRequest, VolumeRequest
@@ -40,6 +40,7 @@ __all__ = [
     "OPERATIONS",
     "REMEMBER_S",
     "REST_URL",
+    "AccountSpend",
     "ControlPlane",
     "ControlPlaneMode",
     "CreateCall",
@@ -52,6 +53,7 @@ __all__ = [
     "GpuUsage",
     "GraphQLClient",
     "GraphQLPodApi",
+    "NameTag",
     "NetworkVolume",
     "Operation",
     "Pod",
@@ -68,6 +70,4 @@ __all__ = [
     "describe_volumes",
     "find_volume",
     "graphql_gone_reason",
-    "name_with_token",
-    "token_of",
 ]

@@ -31,7 +31,7 @@ from runpod_hybrid.errors import (
 )
 
 from .graphql import GraphQLPodApi
-from .models import EndpointInfo, GpuType, NetworkVolume, Pod, PodTelemetry, find_volume
+from .models import AccountSpend, EndpointInfo, GpuType, NetworkVolume, Pod, PodTelemetry, find_volume
 from .seam import CreateCall, CreatePodRequest, EndpointRequest, PodApi, TemplateRequest, VolumeRequest
 
 log = get_logger(__name__)
@@ -112,6 +112,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("stop_pod", "stop a pod (`rph pods stop`)", ("graphql", "rest")),
     Operation("restart_pod", "restart a pod's container (`rph pods restart`)", ("rest",)),
     Operation("terminate_pod", "terminate a pod (`rph pods terminate`)", ("graphql", "rest")),
+    Operation(
+        "rename_pod", "move a pod's deadline, kept in its name (`rph pods extend`)", ("graphql", "rest")
+    ),
+    Operation(
+        "account_spend",
+        "the account's balance and spend per hour (`rph spend`)",
+        ("graphql", "rest"),
+        "the balance and spend per hour (REST v2 reports neither)",
+    ),
     Operation("account_ssh_keys", "read the account's SSH keys", ("graphql", "rest")),
     Operation(
         "set_account_ssh_keys", "add our key to the account (`rph pods authorize-key`)", ("graphql", "rest")
@@ -296,6 +305,12 @@ class ControlPlane:
 
     def terminate_pod(self, pod_id: str) -> None:
         self._run("terminate_pod", lambda api: api.terminate_pod(pod_id))
+
+    def rename_pod(self, pod_id: str, name: str) -> None:
+        self._run("rename_pod", lambda api: api.rename_pod(pod_id, name))
+
+    def account_spend(self) -> AccountSpend:
+        return self._run("account_spend", lambda api: api.account_spend())
 
     def account_ssh_keys(self) -> str:
         return self._run("account_ssh_keys", lambda api: api.account_ssh_keys())

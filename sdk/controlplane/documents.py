@@ -179,6 +179,21 @@ mutation TerminatePod($input: PodTerminateInput!) {
 }
 """
 
+# Renames a pod in place, without a restart: the mutation RunPod's web console sends. It is not in RunPod's
+# published GraphQL spec (tests/data/runpod-schema/README.md says where it was seen); REST v2's PATCH of
+# /v2/pods/{id} would do it too, on an API this client does not speak yet.
+RENAME_POD = """
+mutation RenamePod($input: PodEditNameInput!) {
+  podEditName(input: $input) { id name }
+}
+"""
+
+ACCOUNT_SPEND = """
+query AccountSpend {
+  myself { id clientBalance currentSpendPerHr }
+}
+"""
+
 ACCOUNT_SSH_KEYS = """
 query AccountSshKeys {
   myself { id pubKey }

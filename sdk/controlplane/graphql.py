@@ -34,7 +34,7 @@ from . import documents as gql
 
 if TYPE_CHECKING:
     from runpod_hybrid._http import HttpTransport
-from .models import EndpointInfo, GpuType, NetworkVolume, Pod, PodTelemetry
+from .models import AccountSpend, EndpointInfo, GpuType, NetworkVolume, Pod, PodTelemetry
 from .seam import CreateCall, CreatePodRequest, EndpointRequest, TemplateRequest, VolumeRequest
 
 log = get_logger(__name__)
@@ -102,16 +102,28 @@ class GraphQLClient:
         self.url = url
 
     def execute(
-        self, document: str, variables: Mapping[str, Any] | None = None, *, idempotent: bool | None = None
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool | None = None,
+        retry_rate_limited: bool = True,
     ) -> dict[str, Any]:
         """Run ``document`` and return its ``data``. Queries are retried as reads, mutations are not,
-        unless ``idempotent`` says otherwise (stop and terminate are safe to repeat)."""
+        unless ``idempotent`` says otherwise (stop and terminate are safe to repeat). ``retry_rate_limited``
+        False raises a 429 at once, for a caller that must look before sending again."""
         kind, operation = operation_of(document)
         if idempotent is None:
             idempotent = kind == "query"
         payload = {"query": document, "variables": dict(variables or {}), "operationName": operation}
         try:
-            body = self._transport.request("POST", self.url, json_body=payload, idempotent=idempotent)
+            body = self._transport.request(
+                "POST",
+                self.url,
+                json_body=payload,
+                idempotent=idempotent,
+                retry_rate_limited=retry_rate_limited,
+            )
         except ApiStatusError as exc:
             if exc.status_code == 400 and isinstance(exc.body, Mapping) and exc.body.get("errors"):
                 details = [GraphQLErrorDetail.from_api(e) for e in exc.body["errors"]]
@@ -283,10 +295,20 @@ class GraphQLPodApi:
     def create_pod(self, request: CreatePodRequest) -> Pod:
         document = gql.CREATE_SPOT_POD if request.spot else gql.CREATE_ON_DEMAND_POD
         field_name = "podRentInterruptable" if request.spot else "podFindAndDeployOnDemand"
-        raw = self._client.execute(document, create_variables(request))[field_name]
+        # A 429 comes back to the pods layer at once: it looks its client token up before sending again,
+        # because a create answered 429 may still have been made.
+        data = self._client.execute(document, create_variables(request), retry_rate_limited=False)
+        raw = data[field_name]
         # The new pod's data centre, GPU type and price are extras: asked for apart, as on every read.
         extras = self._extras(gql.GET_POD_EXTRAS, {"input": {"podId": raw.get("id")}})
         return Pod.from_api(_with_extras(raw, (extras or {}).get("pod")))
+
+    def rename_pod(self, pod_id: str, name: str) -> None:
+        # Setting the same name twice is harmless, so a lost answer may be retried.
+        self._client.execute(gql.RENAME_POD, {"input": {"podId": pod_id, "name": name}}, idempotent=True)
+
+    def account_spend(self) -> AccountSpend:
+        return AccountSpend.from_api(self._client.execute(gql.ACCOUNT_SPEND)["myself"])
 
     def resume_pod(self, pod_id: str, gpu_count: int, bid_per_gpu_usd: float | None) -> Pod:
         if bid_per_gpu_usd is None:

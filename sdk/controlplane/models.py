@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from runpod_hybrid.errors import NotFoundError
@@ -15,8 +16,9 @@ from runpod_hybrid.errors import NotFoundError
 PodStatus = Literal["CREATED", "RUNNING", "RESTARTING", "EXITED", "PAUSED", "DEAD", "TERMINATED"]
 StockStatus = Literal["High", "Medium", "Low"]
 
-# The client token we put at the end of every pod name we create, so a retry can find its pod.
-_TOKEN_SUFFIX = re.compile(r"-rph-([0-9a-f]{8})$")
+# The tag we put at the end of every pod name we create (see NameTag).
+_TAG = re.compile(r"-rph-(?P<token>[0-9a-f]{8})(?:-(?P<deadline>\d{8}T\d{6}Z)(?P<armed>-wd)?)?$")
+_DEADLINE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def _float(value: Any) -> float | None:
@@ -35,14 +37,45 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def token_of(pod_name: str) -> str | None:
-    """The runpod-hybrid client token in a pod name, or None for pods we did not create."""
-    match = _TOKEN_SUFFIX.search(pod_name)
-    return match.group(1) if match else None
+@dataclass(frozen=True)
+class NameTag:
+    """What runpod-hybrid appends to the name of every pod it creates, ``<name>-rph-<token>[-<deadline>[-wd]]``:
 
+    - ``token``: the client token of the create, so a create whose answer was lost finds its pod;
+    - ``deadline`` (UTC, to the second): when the pod must stop. It travels with the pod, so every client
+      (any machine, the CLI, the MCP server) can enforce it; RunPod itself enforces nothing (it ignores
+      ``terminateAfter``);
+    - ``-wd``: the watchdog on the pod was armed (at container start or at the first SSH contact).
+    """
 
-def name_with_token(name: str, token: str) -> str:
-    return f"{name}-rph-{token}"
+    token: str
+    deadline: datetime | None = None
+    watchdog_armed: bool = False
+
+    @classmethod
+    def split(cls, pod_name: str) -> tuple[str, NameTag] | None:
+        """The name given at create and the tag, or None for a pod we did not create."""
+        match = _TAG.search(pod_name)
+        if match is None:
+            return None
+        deadline = match.group("deadline")
+        tag = cls(
+            match.group("token"),
+            datetime.strptime(deadline, _DEADLINE_FORMAT).replace(tzinfo=UTC) if deadline else None,
+            bool(match.group("armed")),
+        )
+        return pod_name[: match.start()], tag
+
+    def name(self, base: str) -> str:
+        """The whole pod name for ``base``. A deadline is kept to the second, rounded up (never earlier)."""
+        if self.deadline is None:
+            return f"{base}-rph-{self.token}"
+        seconds = self.deadline.astimezone(UTC)
+        if seconds.microsecond:
+            seconds = seconds.replace(microsecond=0) + timedelta(seconds=1)
+        return f"{base}-rph-{self.token}-{seconds.strftime(_DEADLINE_FORMAT)}" + (
+            "-wd" if self.watchdog_armed else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -212,8 +245,14 @@ class Pod:
     runtime: PodRuntime | None
 
     @property
+    def tag(self) -> NameTag | None:
+        """Our tag in the pod's name (token, deadline, watchdog), or None for a pod we did not create."""
+        split = NameTag.split(self.name)
+        return split[1] if split else None
+
+    @property
     def client_token(self) -> str | None:
-        return token_of(self.name)
+        return self.tag.token if self.tag else None
 
     @property
     def ssh(self) -> SshEndpoint | None:
@@ -306,6 +345,19 @@ class PodTelemetry:
             gpus=gpus or base.gpus,
             sampled_at=telemetry.get("time"),
         )
+
+
+@dataclass(frozen=True)
+class AccountSpend:
+    """The account's balance and what it spends per hour now, as RunPod reports them (None: not reported)."""
+
+    balance_usd: float | None
+    usd_per_hour: float | None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> AccountSpend:
+        data = _map(raw)
+        return cls(_float(data.get("clientBalance")), _float(data.get("currentSpendPerHr")))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from runpod_hybrid.errors import (
 
 from .graphql import CAPACITY_ADVICE
 from .models import (
+    AccountSpend,
     EndpointInfo,
     GpuOffer,
     GpuType,
@@ -299,13 +300,19 @@ class RestClient:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
+        retry_rate_limited: bool = True,
     ) -> Any:
         """Send one call; GET, PUT and DELETE are retried as reads, POST and PATCH only when safe."""
         if idempotent is None:
             idempotent = method in ("GET", "PUT", "DELETE")
         try:
             return self._transport.request(
-                method, self.base_url + path, json_body=json_body, params=params, idempotent=idempotent
+                method,
+                self.base_url + path,
+                json_body=json_body,
+                params=params,
+                idempotent=idempotent,
+                retry_rate_limited=retry_rate_limited,
             )
         except ApiStatusError as exc:
             raise _mapped(exc, method, path) from exc
@@ -373,7 +380,9 @@ class RestPodApi:
         return PodTelemetry.from_pod(pod, TELEMETRY_MISSING) if pod else None
 
     def create_pod(self, request: CreatePodRequest) -> Pod:
-        return pod_from_rest(self._client.call("POST", "/pods", json_body=create_body(request)))
+        # A 429 comes back to the pods layer at once: it looks its client token up before sending again.
+        body = self._client.call("POST", "/pods", json_body=create_body(request), retry_rate_limited=False)
+        return pod_from_rest(body)
 
     def describe_create(self, request: CreatePodRequest) -> CreateCall:
         return CreateCall("POST /v2/pods", create_body(request))
@@ -411,6 +420,14 @@ class RestPodApi:
 
     def terminate_pod(self, pod_id: str) -> None:
         self._client.call("DELETE", f"/pods/{pod_id}")
+
+    def rename_pod(self, pod_id: str, name: str) -> None:
+        # Setting the same name twice is harmless, so a lost answer may be retried.
+        self._client.call("PATCH", f"/pods/{pod_id}", json_body={"name": name}, idempotent=True)
+
+    def account_spend(self) -> AccountSpend:
+        """REST v2 gives neither the account's balance nor its spend per hour."""
+        return AccountSpend(None, None)
 
     # --- account ---
 

@@ -33,7 +33,7 @@ from runpod_hybrid.errors import (
 )
 from runpod_hybrid.remote import CommandRunner, LocalRunner
 
-from .runner import DetachedJobs, DetachedJobSpec, DetachedJobStatus, boot_docker_args
+from .runner import DetachedJobs, DetachedJobSpec, DetachedJobStatus, boot_command
 from .spec import JobSpec
 from .store import JobRecord
 
@@ -42,6 +42,11 @@ if TYPE_CHECKING:
     from runpod_hybrid.serverless import BatchProgress, Endpoint
 
 POD_ROOT = "/workspace"
+# A job pod's deadline is the job's max_runtime_s plus this, for what happens around the run itself: image
+# pull, upload, and the final fetch of the outputs.
+JOB_POD_SLACK_S = 1800.0
+# The runner's dead-man stop on a pod: no heartbeat from the job's supervisor for this long stops the pod.
+POD_IDLE_STOP_S = 900
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,12 @@ class LocalCommandBackend(_CommandBackend):
 
 
 class PodCommandBackend(_CommandBackend):
-    """Command jobs on a new GPU pod: create (safe defaults), wait, upload, start the detached runner."""
+    """Command jobs on a new GPU pod: create (safe defaults), wait, upload, start the detached runner.
+
+    The pod is guarded three ways: its deadline (``max_runtime_s`` plus slack, else ``max_pod_hours``) held by
+    the pod watchdog, armed at container start by the start command our create sets (which also resumes
+    jobs), and by every client that lists pods; and the runner's dead-man stop. ``finish`` collects and
+    verifies the outputs before it stops or terminates the pod."""
 
     def __init__(
         self,
@@ -201,9 +211,11 @@ class PodCommandBackend(_CommandBackend):
                 image=job.image,
                 container_disk_gb=job.container_disk_gb,
                 volume_gb=job.volume_gb,
+                volume_mount_path=self._root,
                 network_volume_id=job.network_volume_id,
                 spot=job.spot,
-                docker_args=boot_docker_args(self._root),
+                max_hours=(job.max_runtime_s + JOB_POD_SLACK_S) / 3600 if job.max_runtime_s else None,
+                boot=boot_command(self._root),
             )
         )
         pod_id = created.pod.id
@@ -223,7 +235,7 @@ class PodCommandBackend(_CommandBackend):
             runner.upload(source, workdir)
             spec = self._spec(job, record.id, workdir, on_finish=job.on_finish)
             status = DetachedJobs(runner, self._root).start(
-                replace(spec, checkpoint_dir=self._volume_checkpoints(job))
+                replace(spec, checkpoint_dir=self._volume_checkpoints(job), idle_stop_s=POD_IDLE_STOP_S)
             )
         except RunPodHybridError as exc:
             # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.

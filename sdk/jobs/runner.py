@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shlex
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from runpod_hybrid.errors import JobError, JobState, RemoteCommandError
+from runpod_hybrid.pods import watchdog_path, watchdog_script
 from runpod_hybrid.remote import CommandRunner
+from runpod_hybrid.remote.shell import assignment, script, words
 
 from .spec import OnFinish
 
@@ -33,9 +34,9 @@ NVIDIA_QUERY = (
 _SAFE_OUTPUT = re.compile(r"^[A-Za-z0-9._/-]+$")
 
 
-def boot_docker_args(root: str = "/workspace") -> str:
-    """A pod start command that resumes our jobs and keeps RunPod's /start.sh (sshd, PUBLIC_KEY)."""
-    return f"bash -c 'sh {root}/.rph/boot.sh >/dev/null 2>&1 & exec /start.sh'"
+def boot_command(root: str = "/workspace") -> str:
+    """What a pod runs at every container start for its jobs: resume those left RUNNING (``PodSpec.boot``)."""
+    return words("sh", f"{root.rstrip('/')}/.rph/boot.sh")
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class DetachedJobs:
         return f"{self.root}/.rph/checkpoints/{job_id}"
 
     def _archive(self, spec: DetachedJobSpec) -> bytes:
-        command = spec.command if isinstance(spec.command, str) else "exec " + shlex.join(spec.command)
-        user_env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in spec.env.items())
+        command = spec.command if isinstance(spec.command, str) else "exec " + words(*spec.command)
+        user_env = "".join(f"export {assignment(k, v)}\n" for k, v in spec.env.items())
         settings = {
             "RPH_JOB_ID": spec.job_id,
             "RPH_WORKDIR": spec.workdir,
@@ -159,11 +160,12 @@ class DetachedJobs:
             "RPH_LOG_MAX_BYTES": str(spec.log_max_bytes),
             "RPH_HEARTBEAT_S": f"{spec.heartbeat_s:g}",
             "RPH_IDLE_STOP_S": str(int(spec.idle_stop_s)),
+            "RPH_POD_GUARD": watchdog_path(self.root),
         }
-        spec_env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.items())
-        boot = (
-            f"#!/bin/sh\nfor d in {shlex.quote(self.root)}/.rph/jobs/*/; do\n"
-            '  [ -f "$d/run.sh" ] && sh "$d/run.sh" resume\ndone\n'
+        spec_env = "".join(assignment(k, v) + "\n" for k, v in settings.items())
+        boot = script(
+            '#!/bin/sh\nfor d in {root}/.rph/jobs/*/; do\n  [ -f "$d/run.sh" ] && sh "$d/run.sh" resume\ndone\n',
+            root=self.root,
         )
         members = {
             f"jobs/{spec.job_id}/run.sh": (
@@ -173,6 +175,8 @@ class DetachedJobs:
             f"jobs/{spec.job_id}/spec.env": (spec_env.encode(), 0o600),
             f"jobs/{spec.job_id}/command.sh": (f"#!/bin/sh\n{user_env}{command}\n".encode(), 0o700),
             "boot.sh": (boot.encode(), 0o700),
+            # The runner stops its pod through the pod watchdog's `stop` (one way to stop a pod, one script).
+            "watchdog.sh": (watchdog_script(), 0o700),
         }
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -191,9 +195,8 @@ class DetachedJobs:
         current = self.status(spec.job_id)
         if current.state in ("RUNNING", *TERMINAL_STATES):
             return current
-        rph = f"{self.root}/.rph"
         self.runner.exec(
-            f"mkdir -p {shlex.quote(rph)} && tar -C {shlex.quote(rph)} -xf -", stdin=self._archive(spec)
+            script("mkdir -p {rph} && tar -C {rph} -xf -", rph=f"{self.root}/.rph"), stdin=self._archive(spec)
         ).check(f"installing the runner of job {spec.job_id}")
         self._run(spec.job_id, "start")
         return self.status(spec.job_id)
@@ -203,13 +206,14 @@ class DetachedJobs:
         self.runner.exec(["sh", f"{self.root}/.rph/boot.sh"]).check("boot step")
 
     def status(self, job_id: str) -> DetachedJobStatus:
-        directory = shlex.quote(self.job_dir(job_id))
-        script = (
-            f"cat {directory}/status 2>/dev/null; echo heartbeat=$(cat {directory}/heartbeat 2>/dev/null); "
+        command = script(
+            "cat {job}/status 2>/dev/null; echo heartbeat=$(cat {job}/heartbeat 2>/dev/null); "
             "echo now=$(date +%s); echo ---; "
-            f"nvidia-smi --query-gpu={NVIDIA_QUERY} --format=csv,noheader,nounits 2>/dev/null || true"
+            "nvidia-smi --query-gpu={query} --format=csv,noheader,nounits 2>/dev/null || true",
+            job=self.job_dir(job_id),
+            query=NVIDIA_QUERY,
         )
-        text = self.runner.exec(script).stdout
+        text = self.runner.exec(command).stdout
         head, _, gpu_text = text.partition("---\n")
         values = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
         heartbeat, now = _int(values.get("heartbeat")), _int(values.get("now"))
@@ -225,22 +229,29 @@ class DetachedJobs:
         )
 
     def logs(self, job_id: str, *, tail_lines: int = 200) -> str:
-        log = shlex.quote(f"{self.job_dir(job_id)}/log")
-        return self.runner.exec(f"tail -n {int(tail_lines)} {log} 2>/dev/null || true").stdout
+        command = script(
+            "tail -n {lines} {log} 2>/dev/null || true",
+            lines=int(tail_lines),
+            log=f"{self.job_dir(job_id)}/log",
+        )
+        return self.runner.exec(command).stdout
 
     def follow(
         self, job_id: str, on_text: Callable[[str], None], *, poll_s: float = 2.0
     ) -> DetachedJobStatus:
         """Stream the log until the job ends; returns its final status. While we watch, the runner leaves
         the on-finish stop to us (we copy and verify outputs first)."""
-        directory = shlex.quote(self.job_dir(job_id))
-        log = f"{directory}/log"
+        directory = self.job_dir(job_id)
         offset = 0
-        self.runner.exec(f"touch {directory}/client-watching")
+        self.runner.exec(["touch", f"{directory}/client-watching"])
         try:
             while True:
                 status = self.status(job_id)
-                chunk = self.runner.exec(f"tail -c +{offset + 1} {log} 2>/dev/null || true").stdout
+                chunk = self.runner.exec(
+                    script(
+                        "tail -c +{start} {log} 2>/dev/null || true", start=offset + 1, log=f"{directory}/log"
+                    )
+                ).stdout
                 if chunk:
                     on_text(chunk)
                     offset += len(chunk.encode())
@@ -248,7 +259,7 @@ class DetachedJobs:
                     return status
                 self._sleep(poll_s)
         finally:
-            self.runner.exec(f"rm -f {directory}/client-watching")
+            self.runner.exec(["rm", "-f", f"{directory}/client-watching"])
 
     def cancel(self, job_id: str, *, grace_s: int = 10) -> DetachedJobStatus:
         """SIGTERM the job's process group, SIGKILL after ``grace_s``; records CANCELLED."""
@@ -258,7 +269,7 @@ class DetachedJobs:
     def fetch(self, job_id: str, spec_outputs: Sequence[str], workdir: str, dest: Path) -> list[Path]:
         """Download the declared outputs (path-safe) and verify them against the runner's checksums."""
         sums = self.runner.exec(
-            f"cat {shlex.quote(self.job_dir(job_id) + '/outputs.sha256')} 2>/dev/null"
+            script("cat {sums} 2>/dev/null", sums=self.job_dir(job_id) + "/outputs.sha256")
         ).stdout
         expected = {
             line.split(None, 1)[1].strip().removeprefix("./"): line.split(None, 1)[0]

@@ -1,12 +1,14 @@
 #!/bin/sh
-# runpod-hybrid job runner, version 1. Generated and copied next to each job; POSIX sh only.
+# runpod-hybrid job runner, version 2. Generated and copied next to each job; POSIX sh only.
 # Layout: $JOB_DIR/{spec.env,command.sh,status,pid,supervisor.pid,log,log.1,heartbeat,outputs.sha256,run.sh}
+# `pid` holds the job's pid and start time: after a container restart its pid may be another process's.
 #   run.sh start      start the job detached (idempotent: a live job is reported, not started twice)
 #   run.sh resume     at boot: restart a job that was RUNNING when the pod stopped (attempt + 1)
 #   run.sh cancel [S] SIGTERM the job's process group, SIGKILL after S seconds, record CANCELLED
 #   run.sh status     print the status file
 #   run.sh watchdog   (started with the job when RPH_IDLE_STOP_S > 0) stop the pod when the job's heartbeat
 #                     is older than RPH_IDLE_STOP_S while it should be RUNNING: a dead-man timer
+# The pod is stopped through the pod watchdog's `stop` (runpodctl, else RunPod's API with the pod's key).
 set -u
 JOB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$JOB_DIR/spec.env"
@@ -21,7 +23,14 @@ write_status() {
   printf 'runner_version=1\nstate=%s\nattempt=%s\nstarted_at=%s\nfinished_at=%s\nexit_code=%s\n' \
     "$1" "$2" "$3" "$4" "$5" > "$tmp" && mv -f "$tmp" "$STATUS"
 }
-alive() { pid=$(cat "$JOB_DIR/pid" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# A process is its pid AND its start time, so a live process that merely got the recorded pid (pid reuse in a
+# fresh container) is not taken for the job; the pod watchdog script says what a process's identity is.
+identity() { sh "$RPH_POD_GUARD" identity "$1"; }
+alive() {
+  recorded=$(cat "$JOB_DIR/pid" 2>/dev/null) && [ -n "$recorded" ] || return 1
+  pid=${recorded%% *}
+  kill -0 "$pid" 2>/dev/null && [ "$(identity "$pid")" = "$recorded" ]
+}
 
 rotate() {
   size=$(wc -c < "$LOG" 2>/dev/null || echo 0)
@@ -48,7 +57,7 @@ supervise() {
   RPH_ATTEMPT=$attempt RPH_CHECKPOINT_DIR=$RPH_CHECKPOINT_DIR RPH_JOB_ID=$RPH_JOB_ID \
     setsid sh "$JOB_DIR/command.sh" >> "$LOG" 2>&1 < /dev/null &
   child=$!
-  echo "$child" > "$JOB_DIR/pid"
+  identity "$child" > "$JOB_DIR/pid"
   # Heartbeat and log rotation beside the job; it ends with this supervisor ($$ in a subshell).
   ( while kill -0 $$ 2>/dev/null; do now > "$JOB_DIR/heartbeat"; rotate; sleep "$RPH_HEARTBEAT_S"; done ) &
   beat=$!
@@ -62,15 +71,11 @@ supervise() {
   rm -f "$JOB_DIR/pid"
   # Nobody watching and the policy says stop: stop our own pod (outputs are on the volume already).
   if [ "$RPH_ON_FINISH" != none ] && [ ! -e "$JOB_DIR/client-watching" ]; then
-    stop_own_pod
+    stop_own_pod "job $RPH_JOB_ID ended and on_finish is $RPH_ON_FINISH"
   fi
 }
 
-stop_own_pod() {
-  if command -v runpodctl >/dev/null 2>&1 && [ -n "${RUNPOD_POD_ID:-}" ]; then
-    runpodctl stop pod "$RUNPOD_POD_ID" >> "$LOG" 2>&1
-  fi
-}
+stop_own_pod() { sh "$RPH_POD_GUARD" stop "$1" >> "$LOG" 2>&1; }
 
 watchdog() {
   while :; do
@@ -79,7 +84,7 @@ watchdog() {
     last=$(cat "$JOB_DIR/heartbeat" 2>/dev/null || echo 0)
     if [ $(( $(now) - last )) -gt "$RPH_IDLE_STOP_S" ]; then
       echo "rph watchdog: no heartbeat for over ${RPH_IDLE_STOP_S}s; stopping the pod" >> "$LOG"
-      stop_own_pod
+      stop_own_pod "job $RPH_JOB_ID has not heartbeat for over ${RPH_IDLE_STOP_S}s"
       exit 0
     fi
   done

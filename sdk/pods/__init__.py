@@ -1,8 +1,19 @@
-"""Pods and GPUs: choice and fallback, create with safe defaults and its dry run, readiness, SSH keys, and
-network volumes with placement beside them."""
+"""Pods and GPUs: choice and fallback, create with safe defaults and its dry run, deadlines we enforce
+ourselves (a watchdog on the pod, and every client that lists pods), readiness, SSH keys, and network
+volumes with placement beside them."""
 
 from __future__ import annotations
 
+from .deadlines import (
+    CLIENT_REAPER,
+    POD_WATCHDOG,
+    PodGuard,
+    PodOverview,
+    arm_command,
+    start_command,
+    watchdog_path,
+    watchdog_script,
+)
 from .gpus import Candidate, GpuPreferences, Gpus, choose, resolve_gpu_id
 from .lifecycle import (
     CreateAttempt,
@@ -13,23 +24,27 @@ from .lifecycle import (
     Spend,
     build_request,
     preferences_for,
-    running_usd_per_hour,
     tcp_accepts,
 )
 from .sshkeys import authorize_on_account, ensure_keypair, key_path, public_key
 from .volumes import Volumes, place_on_volume
 
 __all__ = [
+    "CLIENT_REAPER",
+    "POD_WATCHDOG",
     "Candidate",
     "CreateAttempt",
     "CreatePreview",
     "CreateResult",
     "GpuPreferences",
     "Gpus",
+    "PodGuard",
+    "PodOverview",
     "PodSpec",
     "Pods",
     "Spend",
     "Volumes",
+    "arm_command",
     "authorize_on_account",
     "build_request",
     "choose",
@@ -39,6 +54,8 @@ __all__ = [
     "preferences_for",
     "public_key",
     "resolve_gpu_id",
-    "running_usd_per_hour",
+    "start_command",
     "tcp_accepts",
+    "watchdog_path",
+    "watchdog_script",
 ]

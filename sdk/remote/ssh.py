@@ -7,7 +7,7 @@
   changed key is refused with an error naming the pod.
 - Non-interactive SSH sessions do not get the container's env (RUNPOD_*, user env); every command is
   prefixed to source ``/etc/rp_environment`` and re-export ``/proc/1/environ``, then the caller's env.
-- Every remote command is built from shlex-quoted words here (``build_script``); a timeout is enforced on
+- Every remote command is built from quoted words (``shell.py``); a timeout is enforced on
   the pod (coreutils ``timeout`` kills the process group) and locally (the ssh client is killed).
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from .runner import (
     ProgressCallback,
     TransferResult,
 )
+from .shell import assignment, script, words
 
 log = get_logger(__name__)
 
@@ -46,7 +46,6 @@ SSH_FAILURE = re.compile(
     r"Could not resolve hostname|client_loop: |Broken pipe|mux_client|Control socket",
 )
 _HOST_KEY_CHANGED = re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -74,16 +73,15 @@ _SESSION_VARS = r"HOME\|PWD\|OLDPWD\|SHLVL\|HOSTNAME\|TERM\|_\|USER\|LOGNAME\|MA
 def container_env_prefix(env: ContainerEnv) -> str:
     """POSIX sh that brings the container env into this session. Values of PID 1's env are re-quoted with
     single quotes (multi-line values keep only their first line)."""
-    sourced = shlex.quote(env.sourced_file)
-    environ = shlex.quote(env.nul_separated_file)
-    return (
-        f"[ -r {sourced} ] && . {sourced} >/dev/null 2>&1\n"
-        f"if [ -r {environ} ]; then\n"
-        f"  eval \"$(tr '\\000' '\\n' 2>/dev/null < {environ} | "
+    template = (
+        "[ -r {sourced} ] && . {sourced} >/dev/null 2>&1\n"
+        "if [ -r {environ} ]; then\n"
+        "  eval \"$(tr '\\000' '\\n' 2>/dev/null < {environ} | "
         "sed -n -e \"s/'/'\\\\\\\\''/g\" -e \"s/^\\([A-Za-z_][A-Za-z0-9_]*\\)=\\(.*\\)\\$/export \\1='\\2'/p\" | "
         f"grep -v -e '^export \\({_SESSION_VARS}\\)=')\"\n"
         "fi\n"
     )
+    return script(template, sourced=env.sourced_file, environ=env.nul_separated_file)
 
 
 def build_script(
@@ -94,27 +92,24 @@ def build_script(
 ) -> str:
     """The sh script run on the pod: container env, then the caller's env and cwd, then the command. An argv
     is quoted word by word, so none of its arguments can inject shell; a string is the caller's own shell."""
-    body = command if isinstance(command, str) else "exec " + shlex.join(command)
+    body = command if isinstance(command, str) else "exec " + words(*command)
     lines = [container_env_prefix(container_env).rstrip("\n")] if container_env else []
-    for key, value in (env or {}).items():
-        if not _ENV_NAME.fullmatch(key):
-            raise ValueError(f"invalid environment variable name {key!r}")
-        lines.append(f"export {key}={shlex.quote(value)}")
+    lines += ["export " + assignment(key, value) for key, value in (env or {}).items()]
     if cwd:
-        lines.append(f"cd -- {shlex.quote(cwd)} || exit 125")
+        lines.append(script("cd -- {cwd} || exit 125", cwd=cwd))
     lines.append(body)
     return "\n".join(lines)
 
 
-def with_timeout(script: str, timeout_s: float | None) -> str:
-    """``script`` as one sh command, killed on the pod (with its process group) after ``timeout_s``."""
-    quoted = shlex.quote(script)
+def with_timeout(body: str, timeout_s: float | None) -> str:
+    """``body`` as one sh command, killed on the pod (with its process group) after ``timeout_s``."""
     if timeout_s is None:
-        return f"exec sh -c {quoted}"
-    seconds = max(1, int(timeout_s + 0.999))
-    return (
-        f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds} sh -c {quoted}; "
-        f"else exec sh -c {quoted}; fi"
+        return script("exec sh -c {body}", body=body)
+    return script(
+        "if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds} sh -c {body}; "
+        "else exec sh -c {body}; fi",
+        seconds=max(1, int(timeout_s + 0.999)),
+        body=body,
     )
 
 

@@ -4,15 +4,15 @@
   stream, made incremental by a manifest of sizes and mtimes kept on the pod.
 - Downloads always stream tar and extract with tarfile's ``data`` filter into a staging dir, so nothing the
   pod sends (``..``, absolute paths, outward links, devices) can land outside the target.
-- Every remote path reaches the pod's shell as one quoted word.
+- Every remote path reaches the pod's shell as one quoted word (``shell.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -26,6 +26,7 @@ from runpod_hybrid.errors import LocalPathError, RemoteCommandError, UnsafeArchi
 
 from .ignore import walk_included
 from .runner import PipeCapture, ProgressCallback, TransferResult
+from .shell import script, words
 
 if TYPE_CHECKING:
     from .ssh import SshRunner
@@ -108,7 +109,7 @@ def _rsync_upload(
             # The remote path is one argument to the remote rsync, never split or expanded by its shell.
             "--protect-args",
             "-e",
-            shlex.join(["ssh", *runner.ssh_options()]),
+            words("ssh", *runner.ssh_options()),
             f"--exclude-from={rules.name}",
         ]
         if delete:
@@ -170,8 +171,10 @@ def _tar_upload(
     dest = remote if local.is_dir() else str(Path(remote).parent)
     entries = _manifest(root, included)
     # Names with a newline or tab cannot live in the line-based manifest: they are always sent.
-    manifest_path = f"$HOME/.cache/rph/uploads/{hashlib.sha256(remote.encode()).hexdigest()[:16]}.tsv"
-    old = runner.exec(f'cat "{manifest_path}" 2>/dev/null || true').stdout
+    manifest = f"{hashlib.sha256(remote.encode()).hexdigest()[:16]}.tsv"
+    old = runner.exec(
+        script('cat "$HOME"/.cache/rph/uploads/{manifest} 2>/dev/null || true', manifest=manifest)
+    ).stdout
     previous = dict(line.split("\t", 1) for line in old.splitlines() if "\t" in line)
     changed = [rel for rel, entry in entries.items() if previous.get(rel) != entry]
     gone = [rel for rel in previous if rel not in entries] if delete else []
@@ -185,7 +188,11 @@ def _tar_upload(
     lines = {**kept, **entries}.items()
     body = "".join(f"{rel}\t{entry}\n" for rel, entry in lines if "\n" not in rel and "\t" not in rel)
     runner.exec(
-        f'mkdir -p "$(dirname "{manifest_path}")" && cat > "{manifest_path}"', stdin=body.encode()
+        script(
+            'mkdir -p "$HOME"/.cache/rph/uploads && cat > "$HOME"/.cache/rph/uploads/{manifest}',
+            manifest=manifest,
+        ),
+        stdin=body.encode(),
     ).check("saving the upload manifest")
     return sent
 
@@ -221,9 +228,8 @@ def _send_tar(
             stderr=subprocess.PIPE,
         )
         assert pack.stdout is not None
-        quoted = shlex.quote(dest)
         unpack = subprocess.Popen(
-            runner.ssh_argv(f"mkdir -p -- {quoted} && exec tar -C {quoted} -xpf -"),
+            runner.ssh_argv(script("mkdir -p -- {dest} && exec tar -C {dest} -xpf -", dest=dest)),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -253,12 +259,16 @@ def download(
     runner: SshRunner, remote_path: str, local_path: Path, on_progress: ProgressCallback | None
 ) -> TransferResult:
     started = time.monotonic()
-    quoted = shlex.quote(remote_path)
-    remote = (
-        f"if [ -d {quoted} ]; then printf 'D\\n'; exec tar -C {quoted} -cf - .; "
-        f"elif [ -e {quoted} ]; then printf 'F\\n'; cd -- \"$(dirname -- {quoted})\" && "
-        f'exec tar -cf - -- "$(basename -- {quoted})"; '
-        f"else printf 'no such file or directory: %s\\n' {quoted} >&2; exit 2; fi"
+    # The parent and the name are split here, not by the pod's dirname/basename: a command substitution
+    # would drop a name's trailing newlines. GNU tar (RunPod's images) would read backslash escapes in a
+    # name given as an argument: --no-unquote keeps it as it is.
+    remote = script(
+        "if [ -d {path} ]; then printf 'D\\n'; exec tar -C {path} -cf - .; "
+        "elif [ -e {path} ]; then printf 'F\\n'; exec tar -C {parent} --no-unquote -cf - -- {name}; "
+        "else printf 'no such file or directory: %s\\n' {path} >&2; exit 2; fi",
+        path=remote_path,
+        parent=posixpath.dirname(remote_path) or ".",
+        name=posixpath.basename(remote_path),
     )
     process = subprocess.Popen(runner.ssh_argv(remote), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
@@ -273,7 +283,7 @@ def download(
         process.stdout.close()
         code = process.wait()
     stderr = err.text()
-    if code != 0 or kind not in (b"D", b"F"):
+    if code != 0 or kind not in (b"D", b"F") or (kind == b"F" and files != 1):
         if code == 255:
             raise runner.connection_error(stderr)
         raise RemoteCommandError(
@@ -299,7 +309,8 @@ class _CountingReader:
 def extract_safely(stream: object, target: Path, *, single_file: bool = False) -> int:
     """Extract a tar stream into ``target`` through a staging dir beside it, with tarfile's ``data`` filter:
     absolute paths, ``..``, links pointing outside, and device files are refused before anything reaches
-    ``target``. ``single_file`` means the archive holds one file that becomes ``target`` itself."""
+    ``target``. ``single_file`` means the archive holds one file (or link) that becomes ``target`` itself.
+    Returns the files extracted (for ``single_file``: 1, or 0 when the archive held no single entry)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".rph-download-", dir=target.parent))
     try:
@@ -314,8 +325,11 @@ def extract_safely(stream: object, target: Path, *, single_file: bool = False) -
                 f"Refused the download into {target}: {exc}. Nothing was written there.", stderr=str(exc)
             ) from exc
         if single_file:
-            [only] = list(staging.iterdir())
-            os.replace(only, target)
+            entries = list(staging.iterdir())
+            if len(entries) != 1:  # the pod's tar failed; its exit code and stderr tell why
+                return 0
+            os.replace(entries[0], target)
+            return 1
         else:
             _merge_into(staging, target)
         return files
