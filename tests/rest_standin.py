@@ -504,8 +504,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps(problem(404, "Not Found", "no such route")).encode(), PROBLEM)
             return
         operation, match = route
-        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
-            self._answer(request, 401, problem(401, "Unauthorized", "missing or invalid bearer token"))
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        refusal = _key_refusal(state, key, operation, match.groupdict().get("id"), raw)
+        if refusal is not None:
+            self._answer(request, refusal[0], problem(refusal[0], refusal[1], refusal[2]))
             return
         try:
             openapi().validate_request(request)
@@ -521,6 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else None
         with state.lock:
             state.calls.append((operation, body if isinstance(body, dict) else {}))
+            state.callers.append((operation, key))
             fault = state.faults[operation].popleft() if state.faults[operation] else None
         if fault is not None and fault.kind == "hang":
             state.hang_release.wait()
@@ -577,6 +580,26 @@ class RestStandinServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v2"
+
+
+def _key_refusal(
+    state: StandinState, key: str, operation: str, pod_id: str | None, raw: bytes
+) -> tuple[int, str, str] | None:
+    """Why a bearer key may not make this call (status, title, detail), or None when it may. A pod-scoped key
+    (RunPod's RUNPOD_API_KEY inside a pod) may read its own pod and stop it, nothing else."""
+    if key != state.api_key and key not in state.pod_keys:
+        return 401, "Unauthorized", "missing or invalid bearer token"
+    own_pod = state.pod_keys.get(key)
+    if own_pod is None:
+        return None
+    stops = operation == "podAction" and b'"stop"' in raw
+    if pod_id == own_pod and (operation == "getPod" or stops):
+        return None
+    return (
+        403,
+        "Forbidden",
+        f"This API key is scoped to pod {own_pod}: it may read and stop that pod, nothing else.",
+    )
 
 
 def start_rest_standin(state: StandinState) -> tuple[RestStandinServer, Callable[[], None]]:

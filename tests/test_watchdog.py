@@ -5,6 +5,7 @@ processes (``eventually``), never for a fixed time."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from runpod_hybrid.pods import Pods, PodSpec, start_command, watchdog_path, watc
 from runpod_hybrid.remote import SshRunner
 
 from conftest import SENTINEL_KEY, eventually
+from rest_standin import RestStandinServer
 from runpod_standin import StandinServer
 from sshd_pod import SshdPod
 
@@ -44,9 +46,12 @@ def pods_on(standin: StandinServer, sshd: SshdPod) -> Pods:
     return Pods(api, Settings(), public_key=lambda: "ssh-ed25519 AAAA test", open_runner=open_runner)
 
 
-def played_by(standin: StandinServer, sshd: SshdPod, pod_id: str, *, runpodctl: bool = True) -> str:
+def played_by(
+    standin: StandinServer, sshd: SshdPod, pod_id: str, *, runpodctl: bool = True, rest_url: str | None = None
+) -> str:
     """Make the stand-in's pod ``pod_id`` the sshd pod: its SSH route and volume, and in its container env
-    the pod's own scoped key, the API to call, and (unless told not to) runpodctl on its PATH."""
+    the pod's own scoped key, the APIs to call (REST v2 at ``rest_url``, else at a port where nothing
+    listens), and (unless told not to) runpodctl on its PATH."""
     standin.state.pods[pod_id].update(
         volumeMountPath=str(sshd.workspace),
         runtime={
@@ -71,10 +76,17 @@ def played_by(standin: StandinServer, sshd: SshdPod, pod_id: str, *, runpodctl: 
             "RUNPOD_POD_ID": pod_id,
             "RUNPOD_API_KEY": key,
             "RPH_GRAPHQL_URL": standin.url,
+            "RPH_REST_URL": rest_url or f"http://127.0.0.1:{closed_port()}/v2",
             "PATH": f"{sshd.install_runpodctl()}:{path}" if runpodctl else path,
         }
     )
     return key
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def watchdog_status(sshd: SshdPod, pod_id: str) -> dict[str, str]:
@@ -122,7 +134,22 @@ def test_the_watchdog_stops_the_pod_at_its_deadline_through_dropped_ssh_and_a_re
     assert standin.state.calls_of("TerminatePod") == []  # stopped, never deleted: the volume stays
 
 
-def test_without_runpodctl_it_stops_the_pod_through_the_api_with_the_pods_key(
+def test_without_runpodctl_it_stops_the_pod_through_rest_v2_with_the_pods_key(
+    standin: StandinServer, rest_standin: RestStandinServer, sshd: SshdPod
+) -> None:
+    pods = pods_on(standin, sshd)
+    pod = pods.create(PodSpec(gpu_types=(RTX4090,), max_hours=1)).pod
+    key = played_by(standin, sshd, pod.id, runpodctl=False, rest_url=rest_standin.url)
+    pods.ssh_endpoint(pod.id)  # first SSH contact: installs and arms it
+    guard = sshd.runner(pod.id).exec(["sh", watchdog_path(str(sshd.workspace)), "stop", "a test asked"])
+    assert guard.check().exit_code == 0
+    assert stopped(standin, pod.id)
+    assert standin.state.keys_used("podAction") == [key] and standin.state.calls_of("StopPod") == []
+    log = (sshd.workspace / ".rph" / "watchdog.log").read_text()
+    assert "stopped through the API (REST v2)" in log and key not in log
+
+
+def test_when_rest_v2_cannot_stop_it_graphql_does_with_the_pods_key(
     standin: StandinServer, sshd: SshdPod
 ) -> None:
     pods = pods_on(standin, sshd)
@@ -136,7 +163,7 @@ def test_without_runpodctl_it_stops_the_pod_through_the_api_with_the_pods_key(
     assert standin.state.keys_used("StopPod") == [key]
     assert "runpod-hybrid-watchdog/1" in user_agents(standin)  # curl, with the key read from stdin
     log = (sshd.workspace / ".rph" / "watchdog.log").read_text()
-    assert "stopped through the API" in log and key not in log
+    assert "REST v2 did not stop it" in log and "stopped through the API (GraphQL)" in log and key not in log
 
 
 def test_every_ssh_contact_re_arms_a_watchdog_that_a_restart_ended(

@@ -9,7 +9,8 @@
 #                             none, at the first start), and the loop starts. A deadline already past at boot
 #                             waits RPH_BOOT_GRACE_S (600) first, so a client that extended the pod can re-arm it
 #   watchdog.sh run           the loop (arm and boot start it detached, so no SSH session or start script holds it)
-#   watchdog.sh stop REASON   stop this pod now: runpodctl, else RunPod's API with the same key (curl)
+#   watchdog.sh stop REASON   stop this pod now: runpodctl, else RunPod's API with the same key (curl): REST v2,
+#                             then GraphQL (which RunPod retires in 2027)
 #   watchdog.sh status        deadline=EPOCH and running=yes|no
 #   watchdog.sh identity PID  "PID START-TIME" of a live process (nothing for a dead one): how this script and
 #                             the job runner recognise their own processes
@@ -42,20 +43,30 @@ stop_pod() {
     runpodctl stop pod "$POD" >> "$LOG" 2>&1 && return 0
     log "runpodctl could not stop it; trying RunPod's API"
   fi
-  url=${RPH_GRAPHQL_URL:-https://api.runpod.io/graphql}
-  case "$url" in
-    https://* | http://127.0.0.1:* | http://localhost:*) ;;
-    *) log "refusing to send the pod's key to $url: https only"; return 1 ;;
-  esac
   command -v curl >/dev/null 2>&1 || { log "cannot stop: neither runpodctl nor curl is installed"; return 1; }
+  rest=${RPH_REST_URL:-https://api.runpod.io/v2}
+  answer=$(post "$rest/pods/$POD/action" '{"action":"stop"}')
+  case "$answer" in "200 "*) log "stopped through the API (REST v2)"; return 0 ;; esac
+  log "REST v2 did not stop it: $answer"
   body='{"operationName":"StopPod","variables":{"input":{"podId":"'"$POD"'"}},"query":"mutation StopPod($input: PodStopInput!) { podStop(input: $input) { id desiredStatus } }"}'
-  # The key travels in a header read from stdin (-K -), never on a command line that `ps` shows.
-  answer=$(printf 'header = "Authorization: Bearer %s"\n' "${RUNPOD_API_KEY:-}" |
-    curl -sS --max-time 60 -K - -H 'Content-Type: application/json' -A runpod-hybrid-watchdog/1 \
-      --data "$body" "$url" 2>&1)
-  case "$answer" in *'"errors"'*) ;; *'"desiredStatus"'*) log "stopped through the API"; return 0 ;; esac
-  log "the API did not stop it: $answer"
+  answer=$(post "${RPH_GRAPHQL_URL:-https://api.runpod.io/graphql}" "$body")
+  case "$answer" in *'"errors"'*) ;; "200 "*'"desiredStatus"'*) log "stopped through the API (GraphQL)"; return 0 ;; esac
+  log "GraphQL did not stop it: $answer"
   return 1
+}
+
+# POST JSON with the pod's key; prints the HTTP status, a space, and the answer (or curl's error).
+post() {
+  case "$1" in
+    https://* | http://127.0.0.1:* | http://localhost:*) ;;
+    *) echo "refusing to send the pod's key to $1: https only"; return 0 ;;
+  esac
+  # The key travels in a header read from stdin (-K -), never on a command line that `ps` shows.
+  printf 'header = "Authorization: Bearer %s"\n' "${RUNPOD_API_KEY:-}" |
+    curl -sS --max-time 60 -K - -H 'Content-Type: application/json' -A runpod-hybrid-watchdog/1 \
+      -w '%{http_code} ' -o "$DIR/.answer.$$" --data "$2" "$1" 2>&1
+  cat "$DIR/.answer.$$" 2>/dev/null
+  rm -f "$DIR/.answer.$$"
 }
 
 loop() {
