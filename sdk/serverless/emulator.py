@@ -702,6 +702,12 @@ class LocalEndpoint:
         return future.result()
 
     def start(self) -> LocalEndpoint:
+        try:
+            import aiohttp  # noqa: F401 - its server is ours; its workers need runpod, which brings it
+        except ImportError as exc:
+            raise ConfigError(
+                "The local endpoint needs the worker extra: pip install 'runpod-hybrid[worker]'."
+            ) from exc
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="rph-local-endpoint", daemon=True)
