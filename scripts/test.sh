@@ -64,6 +64,10 @@ assert files("runpod_hybrid").joinpath("jobs", "runner.sh").is_file(), "the job 
 assert not {"runpod", "mcp", "requests", "structlog"} & set(sys.modules), "import runpod_hybrid is not light"
 print("wheel ok:", runpod_hybrid.__file__)')
 
+step "serverless worker image: its install steps in a fresh venv, its test input (no container runtime here)"
+.venv/bin/python scripts/check_worker_image.py >"$wheel_dir/worker-image.log" 2>&1 || { cat "$wheel_dir/worker-image.log"; exit 1; }
+tail -1 "$wheel_dir/worker-image.log"
+
 step "MCP Inspector CLI (a real MCP client from npm) against rph-mcp"
 .venv/bin/python scripts/inspector_check.py
 
