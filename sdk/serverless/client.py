@@ -65,6 +65,7 @@ RATE_LIMITS = {
     "retry": 100,
 }
 RATE_WINDOW_S = 10.0
+MAX_POLL_S = 5.0
 
 
 class RateLimiter:
@@ -342,64 +343,26 @@ class Endpoint:
         except RunPodHybridError as exc:
             return f"endpoint {self.endpoint_id}'s health is unknown ({exc})"
 
-    def wait(
-        self,
-        job_id: str,
-        *,
-        timeout_s: float | None = None,
-        first_poll_s: float = 0.25,
-        max_poll_s: float = 5.0,
-        on_status: Callable[[dict[str, Any]], None] | None = None,
-    ) -> Any:
+    def wait(self, job_id: str, *, timeout_s: float | None = None, first_poll_s: float = 0.25) -> Any:
         """Poll until the job ends (0.25 s doubling to 5 s); return its output or raise :class:`JobError`,
         also when ``timeout_s`` runs out first (then saying what ``/health`` shows)."""
-        return self._output(
-            self.wait_status(
-                job_id,
-                timeout_s=timeout_s,
-                first_poll_s=first_poll_s,
-                max_poll_s=max_poll_s,
-                on_status=on_status,
-            )
-        )
+        return self._output(self.wait_status(job_id, timeout_s=timeout_s, first_poll_s=first_poll_s))
 
     def wait_status(
-        self,
-        job_id: str,
-        *,
-        timeout_s: float | None = None,
-        first_poll_s: float = 0.25,
-        max_poll_s: float = 5.0,
-        on_status: Callable[[dict[str, Any]], None] | None = None,
+        self, job_id: str, *, timeout_s: float | None = None, first_poll_s: float = 0.25
     ) -> JobStatus:
         """Poll until the job ends and return its final status, whatever it is; raise :class:`JobError` when
         ``timeout_s`` runs out first, saying what ``/health`` shows (a job no worker takes stays IN_QUEUE)."""
         started_s = self.clock()
         deadline = None if timeout_s is None else started_s + timeout_s
-        return self._wait_status(
-            job_id,
-            deadline=deadline,
-            started_s=started_s,
-            first_poll_s=first_poll_s,
-            max_poll_s=max_poll_s,
-            on_status=on_status,
-        )
+        return self._wait_status(job_id, deadline=deadline, started_s=started_s, first_poll_s=first_poll_s)
 
     def _wait_status(
-        self,
-        job_id: str,
-        *,
-        deadline: float | None,
-        started_s: float,
-        first_poll_s: float = 0.25,
-        max_poll_s: float = 5.0,
-        on_status: Callable[[dict[str, Any]], None] | None = None,
+        self, job_id: str, *, deadline: float | None, started_s: float, first_poll_s: float = 0.25
     ) -> JobStatus:
         delay = first_poll_s
         while True:
             status = self.job_status(job_id)
-            if on_status:
-                on_status(dict(status.raw))
             if status.terminal:
                 return status
             if deadline is not None and self.clock() >= deadline:
@@ -412,7 +375,7 @@ class Endpoint:
                 )
             pause = delay if deadline is None else min(delay, max(0.0, deadline - self.clock()))
             self.sleep(pause)
-            delay = min(max_poll_s, delay * 2)
+            delay = min(MAX_POLL_S, delay * 2)
 
     def stream(self, job_id: str, *, poll_s: float = 0.25) -> Iterator[Any]:
         """Yield each streamed chunk; stop on every terminal status (CANCELLED ends quietly); raise after the
