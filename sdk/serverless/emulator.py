@@ -139,6 +139,7 @@ class WorkerState:
     stops: set[str] = field(default_factory=set)
     process: asyncio.subprocess.Process | None = None
     output_tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL_LINES))
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)  # read its stdout and stderr into the log
 
     @property
     def exited(self) -> bool:
@@ -768,11 +769,11 @@ class LocalEndpoint:
         worker = self.state.workers.setdefault(worker_id, WorkerState(worker_id))
         worker.process = process
         assert process.stdout is not None and process.stderr is not None
-        self._background += [
+        worker.pumps = [
             asyncio.create_task(self._pump(worker, process.stdout, "stdout")),
             asyncio.create_task(self._pump(worker, process.stderr, "stderr")),
-            asyncio.create_task(self._reap(worker, process)),
         ]
+        self._background += [*worker.pumps, asyncio.create_task(self._reap(worker, process))]
 
     async def _pump(self, worker: WorkerState, stream: asyncio.StreamReader, name: str) -> None:
         """A worker's output, line by line, into this module's log (stderr as warnings)."""
@@ -798,7 +799,7 @@ class LocalEndpoint:
         )
         for worker in workers:
             if not worker.ready:
-                await asyncio.sleep(0.2)  # let the pumps catch the last lines it wrote
+                await asyncio.wait(worker.pumps, timeout=2.0)  # the last lines it wrote, up to its exit
                 said = "\n".join(worker.output_tail) or "(nothing on stderr)"
                 what = (
                     f"exited with code {worker.process.returncode}"
