@@ -1,8 +1,9 @@
-"""The benchmark's task: 20 ms of work per input."""
+"""The benchmarks' tasks."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from runpod_hybrid import task
 
@@ -11,3 +12,14 @@ from runpod_hybrid import task
 def work20ms(x: int) -> int:
     time.sleep(0.02)
     return x * 2
+
+
+@task
+def work10ms(x: int) -> int:
+    time.sleep(0.01)
+    return x * 2
+
+
+@task
+def identity(x: Any) -> Any:
+    return x

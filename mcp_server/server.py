@@ -464,7 +464,7 @@ def _serverless_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
     @tool(
         kinds.costs,
         "Queue one job on a serverless endpoint (billed per second of worker time). `job_input` is the "
-        'endpoint\'s input, e.g. {"task": "embed", "input": ...}. Returns the job id; poll '
+        'endpoint\'s input, e.g. {"task": "embed", "value": ...}. Returns the job id; poll '
         "serverless_status.",
     )
     def serverless_run(endpoint: str, job_input: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,10 @@ assert files("runpod_hybrid").joinpath("pods", "watchdog.sh").is_file(), "the po
 assert not {"runpod", "mcp", "requests", "structlog"} & set(sys.modules), "import runpod_hybrid is not light"
 print("wheel ok:", runpod_hybrid.__file__)')
 
+step "serverless worker image: its install steps in a fresh venv, its test input (no container runtime here)"
+.venv/bin/python scripts/check_worker_image.py >"$wheel_dir/worker-image.log" 2>&1 || { cat "$wheel_dir/worker-image.log"; exit 1; }
+tail -1 "$wheel_dir/worker-image.log"
+
 step "the README's quick start in a fresh virtualenv, then its rph-mcp answers an MCP client"
 quick_home=$(mktemp -d)
 HOME="$quick_home" RPH_VENV="$quick_home/venv" bash scripts/quickstart.sh >"$quick_home/quickstart.log" 2>&1 \

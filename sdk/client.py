@@ -200,9 +200,9 @@ class RunPod:
     @cached_property
     def jobs(self) -> Jobs:
         """Plan, submit, run, map and find jobs, on a pod, on serverless, or here."""
-        from .jobs import Jobs, LocalCommandBackend, PodCommandBackend, TaskBackend, local_endpoint
+        from .jobs import Jobs, LocalCommandBackend, PodCommandBackend, TaskBackend, local_pool
 
-        tasks_here = TaskBackend(local_endpoint)
+        tasks_here = TaskBackend(local_pool)
         return Jobs(
             self.job_store,
             self.config.settings,

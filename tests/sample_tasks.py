@@ -63,3 +63,24 @@ def spin(spec: dict[str, Any]) -> str:
         return "limit"
     finally:
         Path(f"{beat}.ended").touch()
+
+
+@task
+def where(_value: Any) -> dict[str, Any]:
+    """Where a task runs: in a process pool's worker, or in RunPod's worker runtime (its env)."""
+    import multiprocessing
+
+    return {
+        "pool_process": multiprocessing.parent_process() is not None,
+        "runpod_runtime": "RUNPOD_WEBHOOK_GET_JOB" in os.environ,
+    }
+
+
+@task
+def die_once(spec: dict[str, Any]) -> Any:
+    """Kills its own process the first time (as an out-of-memory kill would), then returns its value."""
+    marker = Path(spec["marker"])
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return spec["value"]

@@ -245,7 +245,7 @@ def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         port = str(taken.getsockname()[1])
         code = main(["endpoint", "serve-local", "--tasks", "sample_tasks", "--port", port])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: Address already in use") and "--port" in err
+    assert code == 1 and err.startswith("error: ") and "Address already in use" in err and "--port" in err
 
 
 def test_a_closed_pipe_ends_quietly(env: dict[str, str], tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Serverless end to end: our client and RunPod's own worker runtime (real worker processes) through the
-local endpoint emulator."""
+"""Serverless end to end: our client, RunPod's own clients (`runpod.Endpoint`, `AsyncioEndpoint`) and plain
+HTTP as RunPod's curl examples send it, against the local endpoint with RunPod's own worker runtime (real
+worker processes)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -19,9 +21,10 @@ from typing import Any
 import pytest
 
 from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.errors import JobError, JobExpiredError
+from runpod_hybrid.config import ApiKey
+from runpod_hybrid.errors import ConfigError, JobError, JobExpiredError
 from runpod_hybrid.jobs import JobStore
-from runpod_hybrid.serverless import BatchProgress, Endpoint, LocalEndpoint, MapFailure
+from runpod_hybrid.serverless import Endpoint, LocalEndpoint, task_call
 from runpod_hybrid.serverless.client import RateLimiter
 
 from conftest import eventually
@@ -30,36 +33,138 @@ TESTS = str(Path(__file__).parent)
 WORKER_ENV = {"PYTHONPATH": TESTS}
 
 
+def client_of(local: LocalEndpoint, ledger: JobStore | None = None) -> Endpoint:
+    return Endpoint(
+        "local", HttpTransport(ApiKey(local.api_key, "test")), base_url=local.base_url, ledger=ledger
+    )
+
+
+def post(local: LocalEndpoint, route: str, body: Any) -> dict[str, Any]:
+    """A request as RunPod's curl examples send it: JSON, and the key as a Bearer token."""
+    request = urllib.request.Request(
+        f"{local.base_url}/local/{route}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {local.api_key}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEndpoint]:
     with LocalEndpoint(["sample_tasks"], workers=2, slots_per_worker=16, worker_env=WORKER_ENV) as endpoint:
         yield endpoint
 
 
+@pytest.fixture(scope="module")
+def single() -> Iterator[LocalEndpoint]:
+    with LocalEndpoint(
+        ["sample_single_task"], workers=1, slots_per_worker=4, worker_env=WORKER_ENV
+    ) as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
 def endpoint(local: LocalEndpoint, tmp_path: Path) -> Endpoint:
-    return Endpoint(
-        "local", HttpTransport(None), base_url=local.base_url, ledger=JobStore(tmp_path / "jobs.db")
+    return client_of(local, JobStore(tmp_path / "jobs.db"))
+
+
+@pytest.fixture
+def runpod_client(local: LocalEndpoint) -> Iterator[Any]:
+    """RunPod's own client module, pointed at the local endpoint as its docs configure it."""
+    import runpod
+
+    runpod.api_key = local.api_key
+    runpod.endpoint_url_base = local.base_url
+    yield runpod
+    runpod.api_key = None
+
+
+# --- the job shape, through every client ---
+
+
+def test_runpods_endpoint_natural_call_runs_the_task(runpod_client: Any) -> None:
+    """runpod.Endpoint.run() sends a dict without a truthy "input" wrapped in {"input": ...}: our job shape."""
+    endpoint = runpod_client.Endpoint("local")
+    job = endpoint.run({"task": "square", "value": 12})
+    assert job.output(timeout=30) == 144
+    assert job.status() == "COMPLETED"
+    assert endpoint.run_sync({"task": "square", "value": 5}, timeout=30) == 25
+    # The already-wrapped form is sent as it is, and means the same.
+    assert endpoint.run({"input": {"task": "square", "value": 3}}).output(timeout=30) == 9
+
+
+def test_runpods_asyncio_endpoint_as_its_docs_show(runpod_client: Any) -> None:
+    import aiohttp
+
+    async def main() -> Any:
+        async with aiohttp.ClientSession() as session:
+            endpoint = runpod_client.AsyncioEndpoint("local", session)
+            job = await endpoint.run({"task": "square", "value": 6})
+            assert await job.status() in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+            return await job.output(timeout=30)
+
+    assert asyncio.run(main()) == 36
+
+
+def test_plain_http_as_rundpods_curl_examples(local: LocalEndpoint) -> None:
+    body = post(local, "runsync", {"input": {"task": "echo", "value": "hi"}})
+    assert body["status"] == "COMPLETED" and body["output"] == "hi" and "delayTime" in body
+    request = urllib.request.Request(
+        f"{local.base_url}/local/status/{body['id']}", headers={"Authorization": f"Bearer {local.api_key}"}
     )
+    with urllib.request.urlopen(request) as response:
+        assert json.loads(response.read())["output"] == "hi"
 
 
-def test_plain_task(endpoint: Endpoint) -> None:
+def test_our_client_gets_a_plain_tasks_return_value(endpoint: Endpoint) -> None:
     assert endpoint.call("square", 7) == 49
+    job_id = endpoint.run(task_call("square", 8))
+    assert endpoint.wait(job_id, first_poll_s=0.05) == 64
+    assert endpoint.status(job_id)["output"] == 64  # the job's own output, as any RunPod handler's
 
 
-def test_generator_task_streams_and_the_stream_ends(endpoint: Endpoint) -> None:
-    job_id = endpoint.run({"task": "count", "input": 3})
+def test_a_single_task_worker_runs_any_input_that_names_none(single: LocalEndpoint) -> None:
+    import runpod
+
+    assert post(single, "runsync", {"input": 7})["output"] == {"got": 7, "type": "int"}
+    assert post(single, "runsync", {"input": {"prompt": "hi"}})["output"]["got"] == {"prompt": "hi"}
+    assert post(single, "runsync", {"input": {"task": "describe", "value": "x"}})["output"]["got"] == "x"
+    runpod.api_key, runpod.endpoint_url_base = single.api_key, single.base_url
+    try:
+        assert runpod.Endpoint("local").run_sync({"prompt": "hi"}, timeout=30)["got"] == {"prompt": "hi"}
+    finally:
+        runpod.api_key = None
+
+
+def test_a_worker_with_several_tasks_says_how_to_name_one(local: LocalEndpoint) -> None:
+    unnamed = post(local, "runsync", {"input": 7})
+    assert (
+        unnamed["status"] == "FAILED" and "names no task" in unnamed["error"] and "square" in unnamed["error"]
+    )
+    old_shape = post(local, "runsync", {"input": {"task": "square", "input": 7}})
+    assert old_shape["status"] == "FAILED" and 'under "value"' in old_shape["error"]
+
+
+# --- what tasks return ---
+
+
+def test_generator_task_streams_and_its_output_is_its_chunks(endpoint: Endpoint) -> None:
+    job_id = endpoint.run(task_call("count", 3))
     assert list(endpoint.stream(job_id)) == [{"i": 0}, {"i": 1}, {"i": 2}]
-    assert endpoint.status(job_id)["output"] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert endpoint.wait(job_id) == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
 def test_raising_task_fails_with_type_and_traceback(endpoint: Endpoint) -> None:
-    job_id = endpoint.run({"task": "boom", "input": "kaput"})
+    job_id = endpoint.run(task_call("boom", "kaput"))
     with pytest.raises(JobError) as info:
         endpoint.wait(job_id, first_poll_s=0.05)
     assert info.value.state == "FAILED"
     assert info.value.error.startswith("RuntimeError: kaput")
     assert "Traceback" in info.value.error and "sample_tasks.py" in info.value.error
+    assert "handler.py" not in info.value.error  # the task's frames, not ours
 
 
 def test_soft_error_fails_with_its_string(endpoint: Endpoint) -> None:
@@ -69,13 +174,16 @@ def test_soft_error_fails_with_its_string(endpoint: Endpoint) -> None:
 
 
 def test_unknown_task_fails_listing_known_ones(endpoint: Endpoint) -> None:
-    with pytest.raises(JobError, match="unknown task 'nope'"):
+    with pytest.raises(JobError, match=r"unknown task 'nope'.*square"):
         endpoint.call("nope", 1)
+
+
+# --- jobs over time ---
 
 
 def test_cancel_stops_the_running_task(endpoint: Endpoint, tmp_path: Path) -> None:
     beat = tmp_path / "beat"
-    job_id = endpoint.run({"task": "spin", "input": {"beat": str(beat), "limit_s": 60}})
+    job_id = endpoint.run(task_call("spin", {"beat": str(beat), "limit_s": 60}))
     eventually(beat.exists)
     assert endpoint.cancel(job_id)["status"] == "CANCELLED"
 
@@ -87,15 +195,15 @@ def test_cancel_stops_the_running_task(endpoint: Endpoint, tmp_path: Path) -> No
 
 def test_retry_of_a_failed_job(endpoint: Endpoint, tmp_path: Path) -> None:
     spec = {"marker": str(tmp_path / "marker"), "fail_times": 1, "value": "second time lucky"}
-    job_id = endpoint.run({"task": "flaky", "input": spec})
+    job_id = endpoint.run(task_call("flaky", spec))
     with pytest.raises(JobError):
         endpoint.wait(job_id, first_poll_s=0.05)
     assert endpoint.retry(job_id)["status"] == "IN_QUEUE"
-    assert endpoint.wait(job_id, first_poll_s=0.05) == ["second time lucky"]
+    assert endpoint.wait(job_id, first_poll_s=0.05) == "second time lucky"
     assert endpoint.status(job_id)["retries"] == 1
 
 
-def test_health_counts(endpoint: Endpoint, local: LocalEndpoint) -> None:
+def test_health_counts(endpoint: Endpoint) -> None:
     before = endpoint.health()
     endpoint.call("square", 3)
     with pytest.raises(JobError):
@@ -104,33 +212,6 @@ def test_health_counts(endpoint: Endpoint, local: LocalEndpoint) -> None:
     assert after["jobs"]["completed"] == before["jobs"]["completed"] + 1
     assert after["jobs"]["failed"] == before["jobs"]["failed"] + 1
     assert after["workers"]["ready"] == 2 and after["workers"]["unhealthy"] == 0
-
-
-def test_runpods_own_client_works_unchanged(local: LocalEndpoint) -> None:
-    """runpod.Endpoint, driven as RunPod's docs show, with only the base URL swapped."""
-    import runpod
-
-    runpod.api_key = "local-key"
-    runpod.endpoint_url_base = local.base_url
-    job = runpod.Endpoint("local").run({"input": {"task": "square", "input": 12}})
-    assert job.output(timeout=30) == [144]
-    assert job.status() == "COMPLETED"
-    assert runpod.Endpoint("local").run_sync({"input": {"task": "square", "input": 5}}, timeout=30) == [25]
-
-
-def test_docs_curl_requests_work(local: LocalEndpoint) -> None:
-    """The requests of RunPod's curl examples: POST /runsync with a Bearer key and JSON, GET /status."""
-    request = urllib.request.Request(
-        f"{local.base_url}/local/runsync",
-        data=json.dumps({"input": {"task": "echo", "input": "hi"}}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": "Bearer anything"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request) as response:
-        body = json.loads(response.read())
-    assert body["status"] == "COMPLETED" and body["output"] == ["hi"] and "delayTime" in body
-    with urllib.request.urlopen(f"{local.base_url}/local/status/{body['id']}") as response:
-        assert json.loads(response.read())["status"] == "COMPLETED"
 
 
 def test_webhook_receives_the_final_status(endpoint: Endpoint) -> None:
@@ -148,68 +229,13 @@ def test_webhook_receives_the_final_status(endpoint: Endpoint) -> None:
     server = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        job_id = endpoint.run(
-            {"task": "square", "input": 4}, webhook=f"http://127.0.0.1:{server.server_port}/hook"
-        )
+        job_id = endpoint.run(task_call("square", 4), webhook=f"http://127.0.0.1:{server.server_port}/hook")
         eventually(lambda: received)
         assert received[0]["id"] == job_id and received[0]["status"] == "COMPLETED"
-        assert received[0]["output"] == [16] and received[0]["input"] == {"task": "square", "input": 4}
+        assert received[0]["output"] == 16 and received[0]["input"] == {"task": "square", "value": 4}
     finally:
         server.shutdown()
-
-
-def test_map_200_inputs_with_failures_and_retries(
-    endpoint: Endpoint, local: LocalEndpoint, tmp_path: Path
-) -> None:
-    inputs = [
-        {"marker": str(tmp_path / f"m{i}"), "fail_times": 1 if i % 10 == 0 else 0, "value": i}
-        for i in range(200)
-    ]
-    submitted_before = local.state.runs_submitted
-    seen: list[BatchProgress] = []
-    results = list(endpoint.map("flaky", inputs, concurrency=16, retries=2, on_progress=seen.append))
-    assert results == list(range(200))
-    assert local.state.runs_submitted - submitted_before == 200 + 20  # 20 inputs failed once
-    assert (seen[-1].done, seen[-1].retried, seen[-1].failed) == (200, 20, 0)
-
-
-def test_map_unordered_and_exceptions_as_values(endpoint: Endpoint) -> None:
-    results = list(endpoint.map("boom", ["a", "b"], retries=0, return_exceptions=True, order_outputs=False))
-    assert len(results) == 2 and all(isinstance(r, MapFailure) for r in results)
-    assert sorted(r.index for r in results) == [0, 1]
-    with pytest.raises(JobError, match="RuntimeError"):
-        list(endpoint.map("boom", ["c"], retries=1))
-
-
-CRASHING_MAP = """
-import os, signal, sys
-sys.path.insert(0, {tests!r})
-from runpod_hybrid._http import HttpTransport
-from runpod_hybrid.jobs import JobStore
-from runpod_hybrid.serverless import Endpoint
-endpoint = Endpoint("local", HttpTransport(None), base_url={base_url!r}, ledger=JobStore(__import__("pathlib").Path({db!r})))
-for n, value in enumerate(endpoint.map("square", list(range(60)), concurrency=8, batch_id="crashy")):
-    if n == 20:
-        os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def test_resume_after_a_crash_submits_nothing_twice(local: LocalEndpoint, tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
-    script = CRASHING_MAP.format(tests=TESTS, base_url=local.base_url, db=str(db))
-    before = local.state.runs_submitted
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == -signal.SIGKILL, result.stderr
-    submitted_by_crashed = local.state.runs_submitted - before
-    assert 20 < submitted_by_crashed < 60
-    endpoint = Endpoint("local", HttpTransport(None), base_url=local.base_url, ledger=JobStore(db))
-    assert list(endpoint.resume_batch("crashy")) == [i * i for i in range(60)]
-    assert local.state.runs_submitted - before == 60  # each input submitted exactly once
-    store = JobStore(db)
-    assert store.get_batch("crashy").state == "SUCCEEDED"  # type: ignore[union-attr]
-    assert [s.index for s in store.submissions("crashy")] == list(range(60))
+        server.server_close()
 
 
 class FakeClock:
@@ -222,15 +248,15 @@ class FakeClock:
 
 def test_ttl_expiry_then_404_and_purge() -> None:
     clock = FakeClock()
-    with LocalEndpoint(["sample_tasks"], workers=0, clock=clock, worker_env=WORKER_ENV) as idle:
-        endpoint = Endpoint("local", HttpTransport(None), base_url=idle.base_url)
-        job_id = endpoint.run({"task": "square", "input": 2}, policy={"ttl": 5000})
+    with LocalEndpoint(["sample_tasks"], workers=0, clock=clock) as idle:
+        endpoint = client_of(idle)
+        job_id = endpoint.run(task_call("square", 2), policy={"ttl": 5000})
         assert endpoint.status(job_id)["status"] == "IN_QUEUE"
         clock.now_s += 6
         with pytest.raises(JobExpiredError, match="expired"):
             endpoint.status(job_id)
         for i in range(3):
-            endpoint.run({"task": "square", "input": i})
+            endpoint.run(task_call("square", i))
         assert endpoint.purge_queue() == {"removed": 3, "status": "completed"}
         assert endpoint.health()["jobs"]["inQueue"] == 0
 
@@ -238,14 +264,12 @@ def test_ttl_expiry_then_404_and_purge() -> None:
 def test_execution_timeout_times_out_and_stops_the_worker(tmp_path: Path) -> None:
     clock = FakeClock()
     with LocalEndpoint(["sample_tasks"], workers=1, clock=clock, worker_env=WORKER_ENV) as ep:
-        endpoint = Endpoint("local", HttpTransport(None), base_url=ep.base_url)
+        endpoint = client_of(ep)
         beat = tmp_path / "beat"
-        job_id = endpoint.run(
-            {"task": "spin", "input": {"beat": str(beat)}}, policy={"executionTimeout": 5000}
-        )
+        job_id = endpoint.run(task_call("spin", {"beat": str(beat)}), policy={"executionTimeout": 5000})
         eventually(beat.exists)
         clock.now_s += 6
-        ep.state.tick()
+        ep.tick()
         with pytest.raises(JobError) as info:
             endpoint.wait(job_id, first_poll_s=0.01)
         assert info.value.state == "TIMED_OUT" and "executionTimeout" in str(info.value.error)
@@ -254,16 +278,63 @@ def test_execution_timeout_times_out_and_stops_the_worker(tmp_path: Path) -> Non
 
 def test_four_workers_run_in_parallel(tmp_path: Path) -> None:
     with LocalEndpoint(["sample_tasks"], workers=4, worker_env=WORKER_ENV) as ep:
-        endpoint = Endpoint("local", HttpTransport(None), base_url=ep.base_url)
+        endpoint = client_of(ep)
         release = tmp_path / "release"
         jobs = [
-            endpoint.run({"task": "spin", "input": {"beat": str(tmp_path / f"b{i}"), "until": str(release)}})
+            endpoint.run(task_call("spin", {"beat": str(tmp_path / f"b{i}"), "until": str(release)}))
             for i in range(4)
         ]
         eventually(lambda: endpoint.health()["workers"]["running"] == 4)
         assert len({endpoint.status(j)["workerId"] for j in jobs}) == 4
         release.touch()
-        assert [endpoint.wait(j, first_poll_s=0.05) for j in jobs] == [["released"]] * 4
+        assert [endpoint.wait(j, first_poll_s=0.05) for j in jobs] == ["released"] * 4
+
+
+# --- waits that end, workers that cannot start ---
+
+
+def test_waits_end_when_their_timeout_runs_out_saying_what_health_shows() -> None:
+    """No worker ever takes the job: run_sync, wait and a map's timeout still return, with the queue's state."""
+    with LocalEndpoint(["sample_tasks"], workers=0) as idle:
+        endpoint = client_of(idle)
+        with pytest.raises(JobError, match=r"still IN_QUEUE after 1 s \(endpoint local: 1 in queue") as info:
+            endpoint.run_sync(task_call("square", 2), wait_s=1)
+        assert info.value.state == "PENDING"
+        job_id = endpoint.run(task_call("square", 3))
+        with pytest.raises(JobError, match="2 in queue"):
+            endpoint.wait(job_id, timeout_s=0.5, first_poll_s=0.1)
+        with pytest.raises(
+            JobError, match=r"0/2 inputs done when its timeout of 1 s ran out.*in queue"
+        ) as mapped:
+            list(endpoint.map("square", [1, 2], timeout_s=1, batch_size=1))
+        assert mapped.value.state == "TIMED_OUT"
+        assert endpoint.health()["jobs"]["inQueue"] == 2  # the map cancelled its own jobs
+
+
+def test_unhealthy_workers_are_named_when_a_map_times_out() -> None:
+    with LocalEndpoint(["sample_tasks"], workers=2, worker_env=WORKER_ENV) as ep:
+        for pid in ep.worker_pids().values():
+            os.killpg(pid, signal.SIGKILL)
+        eventually(lambda: client_of(ep).health()["workers"]["unhealthy"] == 2)
+        with pytest.raises(JobError, match="1 in queue, 0 in progress; workers: 2 unhealthy"):
+            list(client_of(ep).map("square", [1], timeout_s=1))
+
+
+def test_a_worker_that_cannot_import_its_tasks_fails_the_start_with_its_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        LocalEndpoint(["no_such_task_module"], workers=1).start()
+    assert "exited with code 3 before taking a job" in str(info.value)
+    assert "no_such_task_module" in str(info.value) and "No module named" in str(info.value)
+    # What the worker wrote on stderr is in the emulator's log too.
+    assert any(
+        r.msg == "emulator.worker_stderr" and "no_such_task_module" in getattr(r, "line", "")
+        for r in caplog.records
+    )
+
+
+# --- pieces ---
 
 
 def test_rate_limiter_waits_out_the_window() -> None:
@@ -284,7 +355,7 @@ def test_rate_limiter_waits_out_the_window() -> None:
 
 
 def test_worker_handler_imports_without_runpod() -> None:
-    code = "import sys; from runpod_hybrid.serverless import handler; print('runpod' in sys.modules)"
+    code = "import sys; from runpod_hybrid.serverless import make_handler; print('runpod' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -316,11 +387,10 @@ def test_stopping_or_killing_workers_leaves_no_heartbeat_process() -> None:
     """RunPod's runtime forks a heartbeat process per worker that pings forever: it must go with its worker."""
     local = LocalEndpoint(["sample_tasks"], workers=2, worker_env=WORKER_ENV).start()
     try:
-        workers = [w.process for w in local.state.workers.values() if w.process is not None]
+        pids = list(local.worker_pids().values())
         # The worker's one child once RunPod's runtime is up: its heartbeat process.
-        eventually(lambda: all(local.state.workers[w].last_seen_s for w in local.state.workers))
-        heartbeats = [eventually(lambda p=p: _children(p.pid))[0] for p in workers]
-        os.kill(workers[0].pid, signal.SIGKILL)  # a crashed worker
+        heartbeats = [eventually(lambda p=p: _children(p))[0] for p in pids]
+        os.kill(pids[0], signal.SIGKILL)  # a crashed worker
         assert eventually(lambda: not _alive(heartbeats[0]), timeout_s=10)
     finally:
         local.stop()

@@ -8,15 +8,19 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-from .common import Commands, ProgressBar, client, emit, json_arg, parse_env
+from .common import EXIT_ERROR, Commands, ProgressBar, as_json, client, emit, json_arg, load_config, parse_env
 
 
 def _serve_local(args: argparse.Namespace) -> int:
     from runpod_hybrid.serverless import LocalEndpoint
 
+    # The key clients must send: --api-key, else the one `rph sls` would send (RUNPOD_API_KEY or the runpod
+    # CLI's file), else a new one, printed, since nobody knows it yet.
+    configured = load_config(args).api_key
+    given = args.api_key or (configured.reveal() if configured else None)
     endpoint = LocalEndpoint(
         args.tasks,
         workers=args.workers,
@@ -24,13 +28,24 @@ def _serve_local(args: argparse.Namespace) -> int:
         port=args.port,
         host=args.host,
         endpoint_id=args.endpoint_id,
+        api_key=given,
     ).start()
     url = f"{endpoint.base_url}/{args.endpoint_id}"
+    banner: dict[str, Any] = {
+        "url": url,
+        "base_url": endpoint.base_url,
+        "endpoint_id": args.endpoint_id,
+        "workers": args.workers,
+    }
+    key_line = "  clients send the API key you gave (Authorization: Bearer ...)"
+    if given is None:
+        banner["api_key"] = endpoint.api_key
+        key_line = f"  clients send this key: export RUNPOD_API_KEY={endpoint.api_key}"
     emit(
         args,
-        {"url": url, "base_url": endpoint.base_url, "endpoint_id": args.endpoint_id, "workers": args.workers},
-        f"serving {args.endpoint_id} at {url} with {args.workers} worker(s); Ctrl-C stops.\n"
-        f'  rph sls run-sync {args.endpoint_id} --base-url {endpoint.base_url} \'{{"task": "...", "input": ...}}\'',
+        banner,
+        f"serving {args.endpoint_id} at {url} with {args.workers} worker(s); Ctrl-C stops.\n{key_line}\n"
+        f'  rph sls run-sync {args.endpoint_id} --base-url {endpoint.base_url} \'{{"task": "...", "value": ...}}\'',
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -59,6 +74,10 @@ def _sls(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(chunk) + "\n")
             sys.stdout.flush()
         return 0
+    elif action == "status" and args.wait is not None:
+        final = endpoint.wait_status(args.job_id, timeout_s=args.wait)
+        emit(args, final.raw, json.dumps(final.raw, indent=2, default=str))
+        return 0 if final.status == "COMPLETED" else EXIT_ERROR
     elif action == "status":
         result = endpoint.status(args.job_id)
     elif action == "cancel":
@@ -73,23 +92,31 @@ def _sls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_inputs(path: str) -> list[Any]:
-    from runpod_hybrid.errors import ConfigError, LocalPathError
-
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise LocalPathError(f"Cannot read the inputs file {path}: {exc.strerror}.") from exc
-    inputs = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                inputs.append(json.loads(line))
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{path}, line {number}: not JSON ({exc}). Give one JSON value per line."
-                ) from exc
-    return inputs
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a positive integer or auto, not {text!r}") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError("a positive integer or auto")
+    return size
+
+
+def _write_results(args: argparse.Namespace, batch_id: str, results: Iterator[Any]) -> None:
+    """Each result as it comes (one JSON line each; under --json one object, written as it grows), so a
+    batch of any size never waits in memory to be printed."""
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps({"batch_id": batch_id})[:-1] + ', "results": [')
+    for number, result in enumerate(results):
+        text = json.dumps(as_json(result), default=str)
+        out.write(("," if number else "") + text if args.json else text + "\n")
+        out.flush()
+    if args.json:
+        out.write("]}\n")
+    out.flush()
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -99,29 +126,48 @@ def _batch(args: argparse.Namespace) -> int:
         emit(
             args,
             summary,
-            json.dumps({"state": summary.state, "inputs": summary.inputs, **summary.jobs_by_state}),
+            json.dumps(
+                {
+                    "state": summary.state,
+                    "inputs": summary.inputs,
+                    **summary.inputs_by_state,
+                    "possibly_submitted_twice": summary.possibly_submitted_twice,
+                }
+            ),
         )
         return 0
+    # The bar shows from the first moment (tqdm draws on creation), before the inputs are even read.
     with ProgressBar(args, "batch", unit="input") as bar:
 
         def progress(p: Any) -> None:
-            bar.update(p.done, p.total, f"{p.running} running, {p.retried} retried, {p.failed} failed")
+            twice = (
+                f", {p.possibly_submitted_twice} possibly submitted twice"
+                if p.possibly_submitted_twice
+                else ""
+            )
+            bar.update(p.done, p.total, f"{p.running} running, {p.retried} retried, {p.failed} failed{twice}")
 
         if args.batch_action == "resume":
-            results = list(rp.resume_batch(args.batch_id, on_progress=progress))
+            batch_id = args.batch_id
+            results = rp.resume_batch(batch_id, on_progress=progress)
         else:
-            inputs = _read_inputs(args.inputs)
-            results = list(
-                _endpoint_of(args).map(
-                    args.task,
-                    inputs,
-                    concurrency=args.concurrency,
-                    retries=args.retries,
-                    batch_id=args.batch_id,
-                    on_progress=progress,
-                )
+            from runpod_hybrid.serverless import InputsFile
+
+            endpoint = _endpoint_of(args)
+            results = endpoint.map(
+                args.task,
+                InputsFile(args.inputs),
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+                retries=args.retries,
+                job_timeout_s=args.job_timeout,
+                timeout_s=args.timeout,
+                batch_id=args.batch_id,
+                on_progress=progress,
             )
-    emit(args, {"results": results}, "\n".join(json.dumps(r, default=str) for r in results))
+            batch_id = endpoint.last_batch_id
+            sys.stderr.write(f"batch {batch_id} (`rph batch resume {batch_id}` finishes it if stopped)\n")
+        _write_results(args, batch_id, results)
     return 0
 
 
@@ -166,6 +212,12 @@ def _endpoint_manage(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Commands) -> None:
+    _endpoint_commands(commands)
+    _sls_commands(commands)
+    _batch_commands(commands)
+
+
+def _endpoint_commands(commands: Commands) -> None:
     endpoint = commands.group("endpoint", "serverless endpoints: deploy and manage, or serve one locally")
     deploy = endpoint.command(
         "deploy", "create a worker template and an endpoint that runs it", _endpoint_manage
@@ -192,7 +244,13 @@ def add_commands(commands: Commands) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--endpoint-id", default="local")
+    serve.add_argument(
+        "--api-key",
+        help="the key clients must send (default: RUNPOD_API_KEY or ~/.runpod/config.toml, else a new one, printed)",
+    )
 
+
+def _sls_commands(commands: Commands) -> None:
     sls = commands.group("sls", "jobs on a serverless endpoint")
     for action, help_text, takes in (
         ("run", "queue a job; prints its id", "input"),
@@ -209,23 +267,47 @@ def add_commands(commands: Commands) -> None:
         parser.add_argument("endpoint", help="endpoint id, or its name in the settings' [endpoints]")
         if takes == "input":
             parser.add_argument(
-                "input", help='the job input as JSON, e.g. \'{"task": "embed", "input": [...]}\''
+                "input", help='the job input as JSON, e.g. \'{"task": "embed", "value": "some text"}\''
             )
             parser.add_argument("--webhook")
-            parser.add_argument("--wait-s", type=float, default=90.0)
+            parser.add_argument(
+                "--wait-s", type=float, default=90.0, help="give up after this long in all (default 90)"
+            )
         elif takes == "job":
             parser.add_argument("job_id")
+        if action == "status":
+            parser.add_argument(
+                "--wait",
+                type=float,
+                nargs="?",
+                const=90.0,
+                metavar="S",
+                help="wait until the job ends, at most S seconds (default 90); exit 1 unless it COMPLETED",
+            )
         parser.add_argument("--base-url", help="e.g. http://127.0.0.1:8000/v2 for `rph endpoint serve-local`")
 
+
+def _batch_commands(commands: Commands) -> None:
     batch = commands.group("batch", "many inputs through one @task, resumable after a crash")
     submit = batch.command("submit", "run a task over a JSON-lines file of inputs", _batch)
     submit.set_defaults(batch_action="submit")
     submit.add_argument("endpoint")
     submit.add_argument("task")
     submit.add_argument("inputs", help="file with one JSON input per line")
-    submit.add_argument("--concurrency", type=int, default=8)
+    submit.add_argument("--concurrency", type=int, default=8, help="jobs in flight at once")
+    submit.add_argument(
+        "--batch-size", type=_batch_size, default="auto", help="inputs per job, or auto (about 10 s of work)"
+    )
     submit.add_argument("--retries", type=int, default=2)
-    submit.add_argument("--batch-id", help="name the batch (to resume it later)")
+    submit.add_argument(
+        "--job-timeout", type=float, default=600.0, metavar="S", help="cancel and retry a job running longer"
+    )
+    submit.add_argument(
+        "--timeout", type=float, metavar="S", help="give up on the whole batch after S seconds"
+    )
+    submit.add_argument(
+        "--batch-id", help="name the batch (to resume it later); reused only for the same inputs"
+    )
     submit.add_argument("--base-url")
     for action, help_text in (
         ("status", "what a batch has done"),

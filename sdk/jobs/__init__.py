@@ -10,7 +10,7 @@ from .backends import (
     Observation,
     PodCommandBackend,
     TaskBackend,
-    local_endpoint,
+    local_pool,
 )
 from .planner import Alternative, Backend, Plan, PlanContext, PodOffer, load_prices, plan
 from .runner import DetachedJobs, DetachedJobSpec, DetachedJobStatus, GpuSample, parse_nvidia_smi
@@ -41,7 +41,7 @@ __all__ = [
     "TaskBackend",
     "load_job_file",
     "load_prices",
-    "local_endpoint",
+    "local_pool",
     "new_job_id",
     "parse_nvidia_smi",
     "plan",

@@ -4,7 +4,8 @@
   machine (``$XDG_STATE_HOME/runpod-hybrid/local/<job>/``), exactly as it would run on a pod;
 - :class:`PodCommandBackend`: a command job on a new GPU pod (create, wait, upload, start the runner), with
   its outputs collected and verified, and the pod then stopped or terminated per ``on_finish``;
-- :class:`TaskBackend`: a ``@task`` over many inputs, as a batch on a serverless endpoint or on a local one.
+- :class:`TaskBackend`: a ``@task`` over many inputs, as a batch on a serverless endpoint or in a local
+  process pool (:func:`local_pool`).
 
 Backends get narrow collaborators (the pods resource, callables that build a runner or an endpoint, a dir),
 never the facade. They never write a job's state: they return an :class:`Observation`, or report one
@@ -18,7 +19,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,7 +40,7 @@ from .store import JobRecord
 
 if TYPE_CHECKING:
     from runpod_hybrid.pods import Pods
-    from runpod_hybrid.serverless import BatchProgress, Endpoint
+    from runpod_hybrid.serverless import BatchProgress, BatchSize, LocalPool, ProgressCallback
 
 POD_ROOT = "/workspace"
 # A job pod's deadline is the job's max_runtime_s plus this, for what happens around the run itself: image
@@ -269,6 +270,26 @@ class PodCommandBackend(_CommandBackend):
         return fetched
 
 
+class TaskRunner(Protocol):
+    """What runs a task job's batch: an endpoint (``endpoint_id`` set, resumable) or the local pool."""
+
+    @property
+    def endpoint_id(self) -> str | None: ...
+
+    def map(
+        self,
+        task: str,
+        inputs: Iterable[Any],
+        *,
+        batch_size: BatchSize,
+        retries: int,
+        expected_runtime_s: float | None,
+        on_progress: ProgressCallback | None,
+        batch_id: str | None,
+        stop: threading.Event | None,
+    ) -> Iterator[Any]: ...
+
+
 @dataclass
 class _Batch:
     """A task job's batch running in a thread here: ``stop`` asks it to end, ``done`` says it has."""
@@ -279,12 +300,15 @@ class _Batch:
 
 
 class TaskBackend:
-    """A ``@task`` over many inputs as a batch on an endpoint (RunPod's, or a local one), run in a thread of
-    this process: the job ends when the batch does. (Waits are on events, not ``Thread.join``: a join that
-    Ctrl-C interrupts can leave the thread looking finished while it still runs.)"""
+    """A ``@task`` over many inputs as a batch on a runner (an endpoint, RunPod's or a local one, or the local
+    process pool), run in a thread of this process: the job ends when the batch does. (Waits are on events,
+    not ``Thread.join``: a join that Ctrl-C interrupts can leave the thread looking finished while it runs.)
 
-    def __init__(self, endpoint: Callable[[JobSpec], contextlib.AbstractContextManager[Endpoint]]) -> None:
-        self._endpoint = endpoint
+    Map options a job may carry in ``JobSpec.extra``: ``batch_size`` (default ``"auto"``) and ``retries``
+    (default 2); ``expected_runtime_s`` (per input) sizes ``"auto"`` packs on an endpoint."""
+
+    def __init__(self, runner: Callable[[JobSpec], contextlib.AbstractContextManager[TaskRunner]]) -> None:
+        self._runner = runner
         self._batches: dict[str, _Batch] = {}
 
     def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
@@ -301,12 +325,16 @@ class TaskBackend:
 
         def run() -> None:
             try:
-                with self._endpoint(job) as endpoint:
-                    events.placed(endpoint_id=endpoint.endpoint_id)
+                with self._runner(job) as runner:
+                    if runner.endpoint_id is not None:
+                        events.placed(endpoint_id=runner.endpoint_id)
                     results = list(
-                        endpoint.map(
+                        runner.map(
                             job.task or "",
-                            list(job.inputs),
+                            job.inputs,
+                            batch_size=job.extra.get("batch_size", "auto"),
+                            retries=int(job.extra.get("retries", 2)),
+                            expected_runtime_s=job.expected_runtime_s,
                             batch_id=f"{record.id}-batch",
                             on_progress=progress,
                             stop=batch.stop,
@@ -332,10 +360,13 @@ class TaskBackend:
             return Observation(None)
         owner = record.spec.get("owner_pid")
         if isinstance(owner, int) and not _process_alive(owner):
+            after = (
+                f"its serverless jobs are kept: `rph batch resume {record.id}-batch` finishes it"
+                if record.endpoint_id
+                else "its local processes ended with it: run it again"
+            )
             return Observation(
-                "FAILED",
-                error=f"the process that ran it (pid {owner}) ended before the batch did; its serverless jobs "
-                f"are kept: `rph batch resume {record.id}-batch` finishes it",
+                "FAILED", error=f"the process that ran it (pid {owner}) ended before the batch did; {after}"
             )
         return Observation(None)
 
@@ -397,16 +428,13 @@ def _import_task_module(job: JobSpec) -> None:
 
 
 @contextlib.contextmanager
-def local_endpoint(job: JobSpec) -> Iterator[Endpoint]:
-    """A local endpoint with real worker processes serving the job's task module."""
-    from runpod_hybrid._http import HttpTransport
-    from runpod_hybrid.serverless import Endpoint, LocalEndpoint
+def local_pool(job: JobSpec) -> Iterator[LocalPool]:
+    """A pool of local processes running the job's task module through the worker's handler code."""
+    from runpod_hybrid.serverless import LocalPool
 
     task_path = job.extra.get("task_path")
     # Workers import the task module like this process does: from the job's folder, the current dir, our path.
-    env = {"PYTHONPATH": os.pathsep.join([p for p in [task_path, os.getcwd(), *sys.path] if p])}
-    modules = [job.task_module] if job.task_module else []
-    with LocalEndpoint(
-        modules, workers=min(2, max(1, len(job.inputs))), slots_per_worker=4, worker_env=env
-    ) as local:
-        yield Endpoint("local", HttpTransport(None), base_url=local.base_url)
+    paths = [p for p in [task_path, os.getcwd()] if p]
+    workers = min(os.cpu_count() or 1, max(1, len(job.inputs)))
+    with LocalPool([job.task_module] if job.task_module else [], paths=paths, workers=workers) as pool:
+        yield pool

@@ -1,10 +1,17 @@
-"""The serverless handler: runs ``@task`` functions named in jobs shaped ``{"task": name, "input": ...}``.
+"""Running a job's input through ``@task`` functions: the one code path of the serverless worker and of the
+local process pool.
 
-Imports neither ``runpod`` nor anything from the network: the worker's entry point
-(``python -m runpod_hybrid_worker``) starts RunPod's worker runtime with :func:`handler`. Tasks run in a
-thread so the worker's event loop stays free to hear a per-job stop (cancel or timeout); a stopped task gets
-``JobStopped`` raised inside it at its next Python instruction. Worker processes (local or on RunPod) are
-made to die with their parent (:func:`die_with_parent`).
+:func:`execute` reads a job input (``{"task", "value"}``, a pack ``{"task", "values"}``, or a bare input on a
+worker with a single task) and returns what the job's output is: a plain task's return value, a generator
+task's list of chunks, or for a pack one ``{"output": ...}`` or ``{"error": "..."}`` per input. A failure
+raises :class:`TaskFailed` with the string RunPod shows as the job's error.
+
+:func:`make_handler` wraps it as RunPod's handler: a plain ``async`` function, so RunPod's runtime treats
+every job as it treats any plain handler (its output is the return value; ``--test_input``,
+``test_input.json`` and ``--rp_serve_api`` run it and report failures). A generator task's chunks go to
+``post_chunk`` as they come (the worker entry point posts them to RunPod's stream). Tasks run in a thread so
+the worker's event loop stays free to hear a per-job stop (cancel or timeout); a stopped task gets
+``JobStopped`` raised inside it at its next Python instruction. Nothing here imports ``runpod``.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .tasks import get_task
+from .tasks import TaskInfo, parse_call, registered, task_pack
 
 TRACEBACK_LINES = 8
 _PR_SET_PDEATHSIG = 1
+
+ChunkSink = Callable[[dict[str, Any], Any], Awaitable[None]]
 
 
 def die_with_parent() -> None:
@@ -36,18 +45,84 @@ class JobStopped(BaseException):
     """Raised inside a task thread when its job was cancelled or timed out."""
 
 
+class TaskFailed(Exception):
+    """A job's task failed; ``error`` is the string that becomes the job's error."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def describe_error(exc: BaseException) -> str:
-    """``Type: message`` and the last lines of the traceback, as one string (RunPod needs str errors)."""
-    lines = traceback.format_exception(exc)
+    """``Type: message`` and the last lines of the traceback from the task's own code on, as one string
+    (RunPod needs str errors)."""
+    frames = exc.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next  # this module's frames say nothing about the task
+    lines = traceback.format_exception(type(exc), exc, frames)
     short = "".join(lines[-TRACEBACK_LINES:]).rstrip()
     return f"{type(exc).__name__}: {exc}\n{short}"
 
 
-def parse_job_input(job: dict[str, Any]) -> tuple[str, Any]:
-    payload = job.get("input")
-    if not isinstance(payload, dict) or not isinstance(payload.get("task"), str):
-        raise ValueError('job input must be {"task": "<name>", "input": ...}')
-    return payload["task"], payload.get("input")
+def soft_error(value: Any) -> str | None:
+    """RunPod's convention: a handler that returns a dict with a truthy ``error`` failed with it."""
+    if isinstance(value, dict) and value.get("error"):
+        return str(value["error"])
+    return None
+
+
+def run_value(info: TaskInfo, value: Any, on_chunk: Callable[[Any], None] | None = None) -> Any:
+    """One input through one task: its return value, or the list of a generator's chunks."""
+    if not info.streams:
+        return info.function(value)
+    chunks = []
+    for chunk in info.function(value):
+        chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return chunks
+
+
+def _outcome(info: TaskInfo, value: Any) -> dict[str, Any]:
+    try:
+        output = run_value(info, value)
+    except JobStopped:
+        raise
+    except BaseException as exc:  # one input's failure is that input's result, not the pack's
+        return {"error": describe_error(exc)}
+    error = soft_error(output)
+    return {"error": error} if error else {"output": output}
+
+
+def execute(
+    job_input: Any,
+    *,
+    on_chunk: Callable[[Any], None] | None = None,
+    tasks: Mapping[str, TaskInfo] | None = None,
+) -> Any:
+    """A job input's output (see the module doc); raises :class:`TaskFailed`."""
+    try:
+        call = parse_call(job_input, registered() if tasks is None else tasks)
+    except (ValueError, KeyError) as exc:
+        raise TaskFailed(f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}") from None
+    if call.packed:
+        return [_outcome(call.task, value) for value in call.values]
+    try:
+        output = run_value(call.task, call.values[0], on_chunk)
+    except JobStopped:
+        raise
+    except BaseException as exc:  # every task failure is the job's error
+        raise TaskFailed(describe_error(exc)) from exc
+    error = soft_error(output)
+    if error:
+        raise TaskFailed(error)
+    return output
+
+
+def execute_pack(task: str, values: list[Any]) -> list[dict[str, Any]]:
+    """A pack of inputs through ``task`` (what the local process pool runs in its workers)."""
+    outcomes: list[dict[str, Any]] = execute(task_pack(task, values))
+    return outcomes
 
 
 def _stop_thread(thread: threading.Thread) -> None:
@@ -55,47 +130,41 @@ def _stop_thread(thread: threading.Thread) -> None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(JobStopped))
 
 
-async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
-    """Yield each chunk of a streaming task, or the one value of a plain task; yield ``{"error": str}`` on
-    failure (RunPod marks the job FAILED with that string)."""
-    try:
-        name, task_input = parse_job_input(job)
-        info = get_task(name)
-    except (ValueError, KeyError) as exc:
-        yield {"error": describe_error(exc)}
-        return
-    loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+def make_handler(post_chunk: ChunkSink | None = None) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    """RunPod's handler for every registered task; ``post_chunk(job, chunk)`` gets a generator task's chunks
+    as they come."""
 
-    def put(kind: str, value: Any) -> None:
-        loop.call_soon_threadsafe(chunks.put_nowait, (kind, value))
+    async def handler(job: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-    def run() -> None:
-        try:
-            if info.streams:
-                for chunk in info.function(task_input):
-                    put("chunk", chunk)
+        def put(kind: str, value: Any) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        def work() -> None:
+            try:
+                output = execute(job.get("input"), on_chunk=lambda chunk: put("chunk", chunk))
+            except JobStopped:
+                put("error", "the job was stopped (cancelled or timed out)")
+            except TaskFailed as exc:
+                put("error", exc.error)
             else:
-                put("chunk", info.function(task_input))
-        except JobStopped:
-            put("stopped", None)
-        except BaseException as exc:  # every task failure goes back as the job's error
-            put("error", describe_error(exc))
-        finally:
-            put("done", None)
+                put("output", output)
 
-    thread = threading.Thread(target=run, name=f"task-{job.get('id')}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = await chunks.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                yield {"error": value}
-                return
-            if kind == "chunk":
-                yield value
-    except asyncio.CancelledError:
-        _stop_thread(thread)
-        raise
+        thread = threading.Thread(target=work, name=f"task-{job.get('id')}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = await events.get()
+                if kind == "chunk":
+                    if post_chunk is not None:
+                        await post_chunk(job, value)
+                elif kind == "error":
+                    return {"error": value}
+                else:
+                    return value
+        except asyncio.CancelledError:
+            _stop_thread(thread)
+            raise
+
+    return handler

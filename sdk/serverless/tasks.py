@@ -1,23 +1,34 @@
-"""The ``@task`` registry: functions a serverless worker (or the local backend) can run by name.
+"""The ``@task`` registry and the job shape that names a task.
 
     from runpod_hybrid import task
 
     @task
     def embed(texts: list[str]) -> list[list[float]]: ...
 
-A task takes one JSON-able input and returns a JSON-able value; a generator task yields chunks that
-stream back as they are produced.
+A task takes one JSON-able input and returns a JSON-able value; a generator task yields chunks that stream
+back as they are produced (its output is the list of its chunks).
+
+A job's input names its task as ``{"task": "embed", "value": ...}``, or, for a pack of many inputs run in one
+job, ``{"task": "embed", "values": [...]}``. The task's input is under ``value``, not ``input``: RunPod's own
+Python client (``runpod.Endpoint.run``) sends a dict that has a truthy ``"input"`` key as the whole request,
+so ``{"task": ..., "input": 7}`` would reach the worker as a bare ``7``. With ``value`` every client wraps the
+same way: ``runpod.Endpoint``, ``AsyncioEndpoint``, curl with ``{"input": {...}}`` and ours. A worker that
+serves a single task runs it for any input that names none.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+TASK_KEY = "task"
+VALUE_KEY = "value"
+VALUES_KEY = "values"
 
 
 @dataclass(frozen=True)
@@ -80,17 +91,67 @@ def load_task_modules(modules: Iterable[str]) -> dict[str, TaskInfo]:
     return dict(_REGISTRY)
 
 
-def unwrap_output(task: str, output: Any) -> Any:
-    """Our worker returns what a task yielded, as a list; a plain task yields once: unwrap that one value."""
-    info = _REGISTRY.get(task)
-    if not (info.streams if info else False) and isinstance(output, list) and len(output) == 1:
-        return output[0]
-    return output
+def registered() -> Mapping[str, TaskInfo]:
+    """Every task registered in this process, by name."""
+    return _REGISTRY
 
 
 def get_task(name: str) -> TaskInfo:
+    return _lookup(_REGISTRY, name)
+
+
+def task_call(task: str, value: Any) -> dict[str, Any]:
+    """The job input that runs ``task`` on one ``value``."""
+    return {TASK_KEY: task, VALUE_KEY: value}
+
+
+def task_pack(task: str, values: list[Any]) -> dict[str, Any]:
+    """The job input that runs ``task`` on each of ``values`` in one job; its output has one
+    ``{"output": ...}`` or ``{"error": "..."}`` per value, in order."""
+    return {TASK_KEY: task, VALUES_KEY: values}
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """What one job asks a worker to do: ``task`` on ``values`` (a pack), or on ``values[0]`` alone."""
+
+    task: TaskInfo
+    values: list[Any]
+    packed: bool
+
+
+def parse_call(job_input: Any, tasks: Mapping[str, TaskInfo]) -> TaskCall:
+    """Read a job's input: ``{"task", "value"}``, a pack ``{"task", "values"}``, or (on a worker that serves
+    a single task) any input that names none. Raises ``ValueError``/``KeyError`` saying what to send."""
+    if isinstance(job_input, dict) and isinstance(job_input.get(TASK_KEY), str):
+        keys = set(job_input)
+        if keys <= {TASK_KEY, VALUE_KEY, VALUES_KEY} and not {VALUE_KEY, VALUES_KEY} <= keys:
+            info = _lookup(tasks, job_input[TASK_KEY])
+            if VALUES_KEY in job_input:
+                values = job_input[VALUES_KEY]
+                if not isinstance(values, list):
+                    raise ValueError(f'"values" must be a list of inputs for task {info.name!r}')
+                return TaskCall(info, values, packed=True)
+            return TaskCall(info, [job_input.get(VALUE_KEY)], packed=False)
+        if keys == {TASK_KEY, "input"} and job_input[TASK_KEY] in tasks:
+            raise ValueError(
+                f'put the task\'s input under "value": {{"task": "{job_input[TASK_KEY]}", "value": ...}} '
+                '("input" inside the job input is taken as the request by runpod.Endpoint)'
+            )
+    if len(tasks) == 1:
+        [info] = tasks.values()
+        return TaskCall(info, [job_input], packed=False)
+    names = ", ".join(sorted(tasks)) or "none"
+    raise ValueError(
+        f'the job input names no task and this worker serves several ({names}): send {{"task": "<name>", '
+        '"value": <input>}'
+    )
+
+
+def _lookup(tasks: Mapping[str, TaskInfo], name: str) -> TaskInfo:
     try:
-        return _REGISTRY[name]
+        return tasks[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise KeyError(f"unknown task {name!r}; registered tasks: {known}") from None
+        raise KeyError(
+            f"unknown task {name!r}; registered tasks: {', '.join(sorted(tasks)) or 'none'}"
+        ) from None
