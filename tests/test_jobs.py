@@ -49,7 +49,7 @@ def rph(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 @pytest.mark.parametrize(
     ("example", "reason"),
     [
-        ("hash_texts", "local endpoint with real worker processes"),
+        ("hash_texts", "local process pool"),
         ("train", "pod job runner in a sandbox dir"),
     ],
 )

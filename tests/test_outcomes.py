@@ -458,3 +458,13 @@ def test_the_public_api_is_documented_and_keyword_only() -> None:
             ]
             allowed = 2 if name in two_positional else 1
             assert len(positional) <= allowed, f"{cls.__name__}.{name}: {[p.name for p in positional]}"
+
+
+def test_map_takes_packing_and_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+    jobs = RunPod().jobs
+    flaky = [{"marker": str(tmp_path / f"m{i}"), "fail_times": 1, "value": i} for i in range(3)]
+    assert jobs.map("flaky", flaky, module="sample_tasks", batch_size=2, retries=1) == [0, 1, 2]
+    again = [{"marker": str(tmp_path / f"n{i}"), "fail_times": 1, "value": i} for i in range(2)]
+    with pytest.raises(JobError, match="flaky failure"):
+        jobs.map("flaky", again, module="sample_tasks", retries=0)

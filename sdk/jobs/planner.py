@@ -171,7 +171,7 @@ def plan(
             )
         )
         shape = (
-            "through a local endpoint with real worker processes"
+            "in a local process pool, through the serverless worker's own handler"
             if job.kind == "task"
             else ("with the pod job runner in a sandbox dir")
         )

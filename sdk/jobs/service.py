@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runpod_hybrid.config import Settings
 from runpod_hybrid.errors import (
@@ -30,6 +30,9 @@ from runpod_hybrid.errors import (
 
 from .backends import JobBackend, Observation
 from .planner import Backend, Plan, PlanContext, PodOffer, load_prices, plan
+
+if TYPE_CHECKING:
+    from runpod_hybrid.serverless import BatchSize
 from .spec import JobSpec, check_job
 from .store import JobRecord, JobStore
 
@@ -326,24 +329,32 @@ class Jobs:
         *,
         backend: str = "auto",
         module: str | None = None,
+        batch_size: BatchSize = "auto",
+        retries: int = 2,
         **options: Any,
     ) -> list[Any]:
         """Run the ``@task`` ``task`` over ``inputs`` and return one result per input, in order: on this
-        machine without a key, on serverless when an endpoint in your settings serves it. ``module`` is where
-        workers import the task from (default: the function's module; a script's tasks come from its file,
-        so guard its own work with ``if __name__ == "__main__":``, as with multiprocessing)."""
+        machine without a key (a process pool), on serverless when an endpoint in your settings serves it.
+
+        ``batch_size`` packs several inputs into one serverless job (``"auto"`` sizes packs from
+        ``expected_runtime_s``, within RunPod's 10 MB ``/run`` limit); a failed input is retried ``retries``
+        times on its own. ``module`` is where workers import the task from (default: the function's module;
+        a script's tasks come from its file, so guard its own work with ``if __name__ == "__main__":``, as
+        with multiprocessing). Other ``options`` are :class:`JobSpec` fields (``endpoint``, ``budget_usd``,
+        ``expected_runtime_s``...). Raises :class:`JobError` when an input still fails after its retries; for
+        failures as values, iterator results or completion order, use ``RunPod().endpoint(...).map``."""
         from runpod_hybrid.serverless import task_name
 
         name = task_name(task)
         source = module or (getattr(task, "__module__", None) if not isinstance(task, str) else None)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"batch_size": batch_size, "retries": retries}
         if source == "__main__":
             script = getattr(sys.modules["__main__"], "__file__", None)
             if script is None:
                 raise ValueError(
                     "define @task functions in a module (not an interactive session) to map them"
                 )
-            source, extra = Path(script).stem, {"task_path": str(Path(script).resolve().parent)}
+            source, extra["task_path"] = Path(script).stem, str(Path(script).resolve().parent)
         result: list[Any] = self.run(
             JobSpec.for_task(name, list(inputs), module=source, extra=extra, **options), backend=backend
         )
