@@ -10,10 +10,8 @@ started again.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -29,17 +27,15 @@ from .tasks import load_task_modules, task_name
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing.queues import SimpleQueue
 
 CHUNKS_PER_WORKER = 4  # as multiprocessing.Pool.map sizes its chunks
 
 
-def _start_worker(paths: Sequence[str], modules: Sequence[str], pids: SimpleQueue[int]) -> None:
-    """In each pool process: die with the fork server, find and import the task modules, say who it is."""
+def _start_worker(paths: Sequence[str], modules: Sequence[str]) -> None:
+    """In each pool process: die with the fork server, find and import the task modules."""
     die_with_parent()
     sys.path[:0] = [p for p in paths if p not in sys.path]
     load_task_modules(modules)
-    pids.put(os.getpid())
 
 
 class LocalPool:
@@ -61,8 +57,6 @@ class LocalPool:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.clock = clock
         self._executor: ProcessPoolExecutor | None = None
-        self._pids: SimpleQueue[int] | None = None
-        self._known_pids: set[int] = set()
         self._lock = threading.Lock()
 
     def executor(self) -> ProcessPoolExecutor:
@@ -71,31 +65,30 @@ class LocalPool:
 
         with self._lock:
             if self._executor is None:
-                context = multiprocessing.get_context("forkserver")
-                self._pids = context.SimpleQueue()
                 self._executor = ProcessPoolExecutor(
                     self.workers,
-                    mp_context=context,
+                    mp_context=multiprocessing.get_context("forkserver"),
                     initializer=_start_worker,
-                    initargs=(self.paths, self.modules, self._pids),
+                    initargs=(self.paths, self.modules),
                 )
             return self._executor
 
     def restart(self, executor: ProcessPoolExecutor) -> None:
-        """After a worker died (the executor is broken) or a cancel: stop this executor's processes; the
-        next pack starts a fresh one."""
+        """After a worker died (the executor is broken) or a cancel: kill this executor's processes; the
+        next pack starts a fresh one.
+
+        Killed, not asked to stop: a worker killed while it held the task queue's lock leaves the others
+        blocked on that queue for good, so waiting for them to read a stop message can hang (Python's own
+        broken-pool path kills them too). ``_processes`` is private but typed; it is the only list that
+        holds workers still in their initializer."""
         with self._lock:
             if self._executor is not executor:
                 return
             self._executor = None
-            pids, self._pids = self._pids, None
-        while pids is not None and not pids.empty():
-            self._known_pids.add(pids.get())
-        for pid in self._known_pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._known_pids.clear()
-        executor.shutdown(wait=True, cancel_futures=True)
+        processes = executor._processes  # the dict itself: shutdown() drops the executor's reference
+        executor.shutdown(wait=False, cancel_futures=True)  # no new workers from here on
+        for process in list(processes.values()):
+            process.kill()
 
     def stop_workers(self) -> None:
         """Kill the processes now (their packs end as failures); the next pack starts new ones."""
