@@ -136,7 +136,7 @@ class JobStore:
         self.path = path
         self._now = now
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
             # Switching to WAL needs a moment alone with the file; another process doing the same (or
@@ -145,10 +145,14 @@ class JobStore:
                 with contextlib.suppress(sqlite3.OperationalError):
                     db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            # Two processes opening a store made by an older version must not both add a column: the
+            # write lock makes the check and the change one step.
+            db.execute("BEGIN IMMEDIATE")
             present = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
             for column, kind in BATCH_COLUMNS.items():
                 if column not in present:
                     db.execute(f"ALTER TABLE batches ADD COLUMN {column} {kind}")
+            db.execute("COMMIT")
         finally:
             db.close()
 
