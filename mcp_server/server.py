@@ -381,24 +381,26 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
         "Plan a job file (TOML, see examples/): which backend (serverless, pod or local) and why, the "
         "estimated cost and start time, and the alternatives. Free; creates nothing.",
     )
-    def plan_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
+    def plan_job(job_file: str, backend: str = "auto", pod_id: str | None = None) -> dict[str, Any]:
         from runpod_hybrid import load_job_file
 
-        plan = tools.client.jobs.plan(load_job_file(Path(job_file)), backend=backend)
+        plan = tools.client.jobs.plan(load_job_file(Path(job_file)), backend=backend, pod=pod_id)
         return {"plan": _plain(plan), "running_on": backend_note(tools)}
 
     @tool(
         kinds.costs,
         "Submit a job file. May COST MONEY on RunPod (the plan's estimate is returned; jobs over their "
-        "budget are refused before anything is created). Returns a job id at once; poll job_status.",
+        "budget are refused before anything is created). `pod_id` runs a command job on a running pod of "
+        "yours (list_warm_pods), which stays up afterwards; without it, a warm pod that fits is used before a new "
+        "one is made. Returns a job id at once; poll job_status.",
     )
-    def submit_job(job_file: str, backend: str = "auto") -> dict[str, Any]:
+    def submit_job(job_file: str, backend: str = "auto", pod_id: str | None = None) -> dict[str, Any]:
         from runpod_hybrid import TERMINAL_STATES, load_job_file
 
         jobs = tools.client.jobs
         job = load_job_file(Path(job_file))
-        plan = jobs.plan(job, backend=backend)
-        handle = jobs.submit(job, plan=plan, background=True)
+        plan = jobs.plan(job, backend=backend, pod=pod_id)
+        handle = jobs.submit(job, plan=plan, background=True, pod=pod_id)
         state = handle.settle(tools.settle_s)
         if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
             handle.raise_for_state()
@@ -409,6 +411,31 @@ def _job_tools(tool: Register, tools: Tools, kinds: Kinds) -> None:
             "estimated_cost_usd": plan.estimated_cost_usd,
             "finished_in_call": state in TERMINAL_STATES,
             "next": f"job_status(job_id='{handle.id}')",
+        }
+
+    @tool(
+        kinds.read,
+        "Running pods of yours a job could use now (submit_job with pod_id, no boot wait): each with its GPU, "
+        "$/hour, whether a job runs on it, the minutes until its idle stop, and its deadline. Free (it asks "
+        "each pod over SSH).",
+    )
+    def list_warm_pods() -> dict[str, Any]:
+        warm = tools.client.pods.warm()
+        return {
+            "pods": [
+                {
+                    "pod_id": w.pod.id,
+                    "name": w.pod.name,
+                    "gpu": w.pod.gpu_type_id,
+                    "gpu_count": w.pod.gpu_count,
+                    "usd_per_hour": w.pod.usd_per_hour,
+                    "busy": w.busy,
+                    "idle_stop_in_min": None if w.idle_left_s is None else round(w.idle_left_s / 60, 1),
+                    "deadline": _plain(w.guard.deadline),
+                }
+                for w in warm
+            ],
+            "next": "submit_job(job_file=..., pod_id=<one of these>)",
         }
 
     @tool(

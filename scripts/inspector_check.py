@@ -32,7 +32,7 @@ def inspect(*args: str, home: str) -> dict:
 def main() -> None:
     home = tempfile.mkdtemp(prefix="rph-inspector-")
     tools = {t["name"] for t in inspect("--method", "tools/list", home=home)["tools"]}
-    assert len(tools) == 27 and {"plan_job", "create_pod", "terminate_pod"} <= tools, sorted(tools)
+    assert len(tools) == 28 and {"plan_job", "create_pod", "terminate_pod"} <= tools, sorted(tools)
     jobs = inspect("--method", "tools/call", "--tool-name", "list_jobs", home=home)
     assert not jobs.get("isError") and json.loads(jobs["content"][0]["text"])["jobs"] == [], jobs
     plan = inspect(

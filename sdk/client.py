@@ -214,6 +214,7 @@ class RunPod:
                 ("task", "serverless"): TaskBackend(self._task_endpoint),
             },
             pod_offers=self._pod_offers,
+            warm_pods=lambda job: self.pods.warm(job.pod),
         )
 
     @contextlib.contextmanager

@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -189,6 +190,10 @@ class StandinState:
         self.hang_release = threading.Event()
         # The runtime new pods report (None: not started, as RunPod answers right after a create).
         self.new_pod_runtime: dict[str, Any] | None = None
+        self.next_pod_ids: list[str] = []  # ids the next created pods get (else random), to set up their env
+        # A simulated boot (benches): a new pod reports no runtime until this many seconds after its create.
+        self.boot_s = 0.0
+        self.booting: dict[str, float] = {}  # pod id -> when (time.monotonic) its container is up
         # Data centres and where each GPU type is offered (a type not listed: in every data centre), and the
         # network volumes (REST v2 shape, served by rest_standin.py).
         self.data_centers: dict[str, str] = {"EU-RO-1": "Europe Romania 1", "US-KS-2": "US Kansas 2"}
@@ -278,7 +283,8 @@ class StandinState:
         unit = (spec.get("bidPerGpu") if spot else None) or (
             gpu["securePrice"] if secure else gpu["communityPrice"]
         )
-        pod_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(14))
+        pod_id = self.next_pod_ids.pop(0) if self.next_pod_ids else ""
+        pod_id = pod_id or "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(14))
         env = [f"{e['key']}={e['value']}" for e in spec.get("env") or []]
         return {
             "id": pod_id,
@@ -337,6 +343,9 @@ class StandinState:
             raise graphql.GraphQLError(CAPACITY_MESSAGE)
         pod = self._new_pod({**spec, "gpuTypeId": chosen}, spot=spot)
         self.pods[pod["id"]] = pod
+        if self.boot_s:
+            self.booting[pod["id"]] = time.monotonic() + self.boot_s
+            pod["runtime"] = None
         if self.list_lag:
             self.unlisted[pod["id"]] = self.list_lag
         return pod
@@ -354,6 +363,9 @@ class StandinState:
 
     def get(self, pod_id: str) -> dict[str, Any] | None:
         pod = self.pods.get(pod_id)
+        if pod is not None and self.booting.get(pod_id, float("inf")) <= time.monotonic():
+            del self.booting[pod_id]
+            pod["runtime"] = self.new_pod_runtime
         if pod is not None and self.pod_timeline[pod_id]:
             pod.update(self.pod_timeline[pod_id].popleft())
         return pod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,27 @@ def test_create_names_its_deadline_and_guards(
     assert "never armed" in created["warning"]  # no --wait: no SSH contact yet
     [call] = account.state.calls_of("CreateOnDemandPod")
     assert call["input"]["name"].startswith("cli-rph-") and call["input"]["terminateAfter"]
+
+
+def test_warm_lists_running_pods_of_ours_and_run_pod_refuses_one_that_cannot_take_the_job(
+    account: StandinServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = rph(capsys, "pods", "warm", "--json")
+    warm = {w["pod"]["id"]: w for w in json.loads(out)}
+    # The late one is stopped by the listing; theirs is not ours; SSH unknown here, so busy is unknown.
+    assert code == 0 and sorted(warm) == ["guarded", "unarmed"] and warm["guarded"]["busy"] is None
+    code, out, _ = rph(capsys, "pods", "warm")
+    assert code == 0 and "idle stop in -" in out and "train" in out
+
+    job = tmp_path / "job.toml"
+    job.write_text('name = "it"\n[command]\nargv = ["true"]\n[resources]\ngpu_count = 2\n')
+    code, out, err = rph(capsys, "run", str(job), "--pod", "theirs")
+    assert code != 0 and "runpod-hybrid did not make it" in err and out == ""
+    code, out, _ = rph(capsys, "plan", str(job), "--pod", "guarded")
+    assert (
+        code == 1
+        and "REFUSED: pod guarded cannot run this job: it has 1 GPU(s) and the job asks for 2" in out
+    )
+    code, out, _ = rph(capsys, "plan", str(job), "--pod", "guarded", "--json")
+    assert "has 1 GPU(s) and the job asks for 2" in json.loads(out)["refused"]
+    assert account.state.calls_of("CreateOnDemandPod") == []

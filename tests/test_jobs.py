@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi, NameTag
 from runpod_hybrid.errors import BudgetExceededError, PodNotReadyError
 from runpod_hybrid.jobs import Jobs, JobSpec, JobStore, Observation, PodCommandBackend, PodOffer
 from runpod_hybrid.pods import Pods
+from runpod_hybrid.remote import CommandRunner
 
 from conftest import SENTINEL_KEY, FakeTime, eventually
 from runpod_standin import StandinServer
@@ -132,14 +133,25 @@ def test_over_budget_is_refused_before_anything_is_created(tmp_path: Path) -> No
     assert backend.started == [] and store.recent() == []
 
 
-def pod_jobs(rp: RunPod, pods: Pods, root: str, poll_s: float) -> Jobs:
-    """Jobs whose only backend is the pod backend, on our own pods resource and pod root."""
+def pod_jobs(
+    rp: RunPod,
+    pods: Pods,
+    root: str,
+    poll_s: float,
+    *,
+    warm: bool = False,
+    remote: Callable[[str], CommandRunner] | None = None,
+) -> Jobs:
+    """Jobs whose only backend is the pod backend, on our own pods resource, pod root and SSH (``remote``,
+    else the client's), and with ``warm`` the running pods of ours the planner may reuse, as the facade
+    wires them."""
     return Jobs(
         rp.job_store,
         rp.config.settings,
         has_api_key=True,
-        backends={("command", "pod"): PodCommandBackend(pods, rp.remote, root=root, poll_s=poll_s)},
+        backends={("command", "pod"): PodCommandBackend(pods, remote or rp.remote, root=root, poll_s=poll_s)},
         pod_offers=lambda _job: [],
+        warm_pods=(lambda job: pods.warm(job.pod)) if warm else (lambda _job: []),
     )
 
 

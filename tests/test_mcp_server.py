@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 READ_TOOLS = {
     "list_volumes",
+    "list_warm_pods",
     "list_gpu_types",
     "list_pods",
     "get_pod",
@@ -77,7 +78,7 @@ def keyed(standin: StandinServer, home: Path) -> Callable[[], RunPod]:
 
 def test_every_tool_with_honest_annotations() -> None:
     tools = {t.name: t for t in tools_of(build_server())}
-    assert len(tools) == 27
+    assert len(tools) == 28
     for name, tool in tools.items():
         annotations = tool.annotations
         assert annotations is not None and tool.description
@@ -187,7 +188,7 @@ def test_stdio_session_with_the_mcp_client(isolated_home: Path) -> None:
             return len(tools), await client.call_tool("list_jobs", {})
 
     count, listed = anyio.run(go)
-    assert count == 27
+    assert count == 28
     assert json.loads(listed.content[0].text)["jobs"] == []
 
 
@@ -291,3 +292,35 @@ def test_volume_tools_create_list_and_delete_with_the_name(
         assert rest.spec_violations == []
     finally:
         stop()
+
+
+def test_warm_pods_are_listed_and_a_job_names_one_by_pod_id(
+    standin: StandinServer, isolated_home: Path, tmp_path: Path
+) -> None:
+    """list_warm_pods lists running pods of ours only; plan_job/submit_job take pod_id, and a pod that cannot
+    run the job (too few GPUs, not ours) is refused before anything runs."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    standin.state.add_pod(id="warm1", name=f"job-rph-0000000b-{later:%Y%m%dT%H%M%SZ}-wd", gpuCount=1)
+    standin.state.add_pod(id="theirs", name="notebook")
+    job_file = tmp_path / "job.toml"
+    job_file.write_text(
+        'name = "iterate"\n[command]\nargv = ["sh", "train.sh"]\n'
+        '[resources]\ngpu = ["NVIDIA GeForce RTX 4090"]\ngpu_count = 2\n'
+    )
+    (tmp_path / "train.sh").write_text("echo hi\n")
+    server = build_server(factory=keyed(standin, isolated_home))
+    warm = result_json(call(server, "list_warm_pods"))
+    assert [(p["pod_id"], p["gpu_count"], p["busy"]) for p in warm["pods"]] == [("warm1", 1, None)]
+    assert warm["pods"][0]["deadline"][:16] == later.isoformat()[:16]
+
+    refused = call(server, "submit_job", {"job_file": str(job_file), "pod_id": "warm1"})
+    assert refused.is_error and "has 1 GPU(s) and the job asks for 2" in refused.content[0].text
+    not_ours = call(server, "submit_job", {"job_file": str(job_file), "pod_id": "theirs"})
+    assert not_ours.is_error and "runpod-hybrid did not make it" in not_ours.content[0].text
+    assert standin.state.calls_of("CreateOnDemandPod") == []
+    assert result_json(call(server, "list_jobs"))["jobs"] == []  # refused before a job was recorded
+
+    job_file.write_text(job_file.read_text().replace("gpu_count = 2", "gpu_count = 1"))
+    plan = result_json(call(server, "plan_job", {"job_file": str(job_file), "pod_id": "warm1"}))["plan"]
+    assert plan["backend"] == "pod" and plan["details"]["pod_id"] == "warm1" and plan["refused"] is None
+    assert any("no pod boot" in reason for reason in plan["reasons"])

@@ -57,6 +57,30 @@ def test_run_to_completion_then_fetch_verified(local: tuple[DetachedJobs, Path],
     assert [p.read_text() for p in fetched] == ["final 5\n"]
 
 
+def test_follow_streams_each_line_as_it_is_written_and_misses_nothing(
+    local: tuple[DetachedJobs, Path], tmp_path: Path
+) -> None:
+    """One streaming session, not a poll: with a minute between polls, the held job's lines still come at
+    once; and the catch-up read after the job ends gets the last bytes, each exactly once."""
+    import threading
+
+    jobs, work = local
+    hold = tmp_path / "release"
+    jobs.start(spec("streamed", work, HOLD=str(hold), HOLD_STEP="2", STEPS="3"))
+    text: list[str] = []
+    ended: list[str] = []
+    follower = threading.Thread(
+        target=lambda: ended.append(jobs.follow("streamed", text.append, poll_s=60).state), daemon=True
+    )
+    follower.start()
+    eventually(lambda: "step 2" in "".join(text))
+    assert jobs.status("streamed").state == "RUNNING" and "step 3" not in "".join(text)
+    hold.touch()
+    follower.join(timeout=30)
+    assert ended == ["SUCCEEDED"]
+    assert "".join(text) == "".join(f"step {i}\n" for i in (1, 2, 3))
+
+
 def test_start_twice_gives_one_process(local: tuple[DetachedJobs, Path], tmp_path: Path) -> None:
     jobs, work = local
     hold = tmp_path / "release"

@@ -114,7 +114,12 @@ def test_the_watchdog_stops_the_pod_at_its_deadline_through_dropped_ssh_and_a_re
     # The first SSH contact (create --wait, a job start) arms it, with the deadline from the pod's name.
     pods.wait_until_ready(pod.id)
     status = watchdog_status(sshd, pod.id)
-    assert status == {"deadline": str(int(deadline.timestamp())), "running": "yes"}
+    assert status == {
+        "deadline": str(int(deadline.timestamp())),
+        "idle_until": "",
+        "busy": "no",
+        "running": "yes",
+    }
 
     sshd.drop_connections()  # the SSH session that armed it is gone; the watchdog is not
     assert watchdog_status(sshd, pod.id)["running"] == "yes"
@@ -197,6 +202,8 @@ def test_our_start_command_arms_the_watchdog_at_the_first_container_start(
     sshd.restart_container(sent.replace("exec /start.sh", "exec true"))  # sshd plays RunPod's /start.sh
     assert watchdog_status(sshd, pod.id) == {
         "deadline": str(int(pod.tag.deadline.timestamp())),
+        "idle_until": "",
+        "busy": "no",
         "running": "yes",
     }
     assert (sshd.workspace / ".rph" / "watchdog.sh").read_bytes() == watchdog_script()
@@ -233,5 +240,48 @@ def test_extend_moves_the_deadline_in_the_name_and_on_the_pod(standin: StandinSe
     assert renamed.deadline == guard.deadline and renamed.watchdog_armed
     assert watchdog_status(sshd, pod.id) == {
         "deadline": str(int(guard.deadline.timestamp())),
+        "idle_until": "",
+        "busy": "no",
         "running": "yes",
     }
+
+
+def watchdog(sshd: SshdPod, pod_id: str, *args: str) -> None:
+    sshd.runner(pod_id).exec(["sh", watchdog_path(str(sshd.workspace)), *args]).check()
+
+
+def test_a_warm_pod_is_stopped_once_idle_past_its_keep_warm_time_and_not_while_a_job_runs(
+    standin: StandinServer, sshd: SshdPod
+) -> None:
+    """The idle stop: a keep-warm job that ends asks for a stop SECONDS later; a job running then keeps the
+    pod up, and once it ends the pod stops. The loop reads the files every second here (60 s by default)."""
+    pods = pods_on(standin, sshd)
+    pod = pods.create(PodSpec(gpu_types=(RTX4090,), max_hours=1)).pod
+    played_by(standin, sshd, pod.id)
+    sshd.set_container_env({**sshd.container_variables(), "RPH_WATCHDOG_POLL_S": "1"})
+    pods.wait_until_ready(pod.id)  # arms it: the deadline is an hour away
+    job_status = sshd.workspace / ".rph" / "jobs" / "j-1" / "status"
+    job_status.parent.mkdir(parents=True)
+    job_status.write_text("state=RUNNING\n")
+
+    watchdog(sshd, pod.id, "idle", "1")
+    log = sshd.workspace / ".rph" / "watchdog.log"
+    eventually(lambda: "keep-warm time is up but a job runs" in log.read_text(), timeout_s=20)
+    assert not stopped(standin, pod.id) and watchdog_status(sshd, pod.id)["busy"] == "yes"
+
+    job_status.write_text("state=SUCCEEDED\n")
+    eventually(lambda: stopped(standin, pod.id), timeout_s=20)
+    assert "idle since its last job" in log.read_text()
+    assert standin.state.calls_of("TerminatePod") == []  # stopped: the volume and the warm files stay
+
+
+def test_a_job_that_starts_cancels_the_idle_stop(standin: StandinServer, sshd: SshdPod) -> None:
+    pods = pods_on(standin, sshd)
+    pod = pods.create(PodSpec(gpu_types=(RTX4090,), max_hours=1)).pod
+    played_by(standin, sshd, pod.id)
+    pods.wait_until_ready(pod.id)
+    watchdog(sshd, pod.id, "idle", "900")
+    until = int(watchdog_status(sshd, pod.id)["idle_until"])
+    assert time.time() + 890 <= until <= time.time() + 900
+    watchdog(sshd, pod.id, "busy")
+    assert watchdog_status(sshd, pod.id)["idle_until"] == ""

@@ -32,9 +32,13 @@ def _plan_text(plan: Any) -> str:
 
 
 def _job_file(args: argparse.Namespace) -> Any:
+    """The job file, with ``--pod`` when given."""
+    from dataclasses import replace
+
     from runpod_hybrid import load_job_file
 
-    return load_job_file(Path(args.job_file))
+    job = load_job_file(Path(args.job_file))
+    return replace(job, pod=args.pod) if getattr(args, "pod", None) else job
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -201,12 +205,14 @@ def add_commands(commands: Commands, pods: Commands) -> None:
         parser = commands.command(name, help_text, handler)
         parser.add_argument("job_file", help="a TOML job file (see examples/)")
         parser.add_argument("--backend", choices=BACKENDS, default="auto")
+        parser.add_argument("--pod", help="run on this running pod of yours (it stays up afterwards)")
         if name == "run":
             parser.add_argument("--detach", action="store_true", help="start and return (command jobs)")
     jobs = commands.group("jobs", "jobs started by `rph run`, on any backend")
     start = jobs.command("start", "start a job file and return (same as `rph run --detach`)", _run)
     start.add_argument("job_file")
     start.add_argument("--backend", choices=BACKENDS, default="auto")
+    start.add_argument("--pod", help="run on this running pod of yours (it stays up afterwards)")
     start.set_defaults(detach=True)
     lister = jobs.command("list", "recent jobs", _jobs)
     lister.set_defaults(jobs_action="list")

@@ -296,6 +296,21 @@ def _authorize_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm(args: argparse.Namespace) -> int:
+    warm = client(args).pods.warm()
+    rows = []
+    for w in warm:
+        busy = {True: "a job runs", False: "idle", None: "?"}[w.busy]
+        idle = "-" if w.idle_left_s is None else f"{w.idle_left_s / 60:.0f} min"
+        rows.append(f"{pod_line(w.pod)}\n    {busy}; idle stop in {idle}; deadline {w.guard.deadline or '-'}")
+    payload = [
+        {"pod": w.pod, "busy": w.busy, "idle_left_s": w.idle_left_s, "deadline": w.guard.deadline}
+        for w in warm
+    ]
+    emit(args, payload, "\n".join(rows) or "no running pods of ours: `rph pods create` or a job makes one")
+    return 0
+
+
 def add_commands(commands: Commands) -> Commands:
     """``rph gpus`` and the ``rph pods`` group (returned, so other groups can add to it)."""
     gpus = commands.command("gpus", "GPU types with live stock and price per GPU-hour", _gpus)
@@ -339,6 +354,7 @@ def add_commands(commands: Commands) -> Commands:
         "(every command that lists pods does this too)",
         _reap,
     )
+    pods.command("warm", "running pods of ours a job could use now, with their idle-stop time", _warm)
     extend = pods.command("extend", "move a pod's deadline later, for every guard", _extend)
     extend.add_argument("pod")
     extend.add_argument(

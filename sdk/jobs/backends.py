@@ -15,6 +15,7 @@ through :class:`JobEvents`, and the job service records it in the one place that
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sys
@@ -169,7 +170,9 @@ class LocalCommandBackend(_CommandBackend):
 
 
 class PodCommandBackend(_CommandBackend):
-    """Command jobs on a new GPU pod: create (safe defaults), wait, upload, start the detached runner.
+    """Command jobs on a GPU pod: a new one (create with safe defaults, wait, upload, start the detached
+    runner), or a running pod of ours the job names (or the planner chose warm), where only what changed in
+    the work dir is synced and the pod stays up afterwards.
 
     The pod is guarded three ways: its deadline (``max_runtime_s`` plus slack, else ``max_pod_hours``) held by
     the pod watchdog, armed at container start by the start command our create sets (which also resumes
@@ -199,9 +202,43 @@ class PodCommandBackend(_CommandBackend):
         return record.pod_id is not None and "workdir" in record.spec
 
     def start(self, job: JobSpec, record: JobRecord, events: JobEvents) -> Observation:
+        source = _workdir(job)
+        workdir = f"{self._root}/rph/work/{_work_slug(source)}"
+        on_finish, keep_warm_s = _finish_policy(job)
+        pod_id = job.pod or self._new_pod(job)  # a named pod: the plan checked it can run the job
+        events.placed(
+            pod_id=pod_id,
+            spec={**record.spec, "workdir": workdir, "outputs": list(job.outputs), "on_finish": on_finish},
+        )
+        try:
+            if not job.pod:
+                self._pods.wait_until_ready(pod_id)
+            runner = self._remote(pod_id)  # an SSH contact: it arms (or re-arms) the pod's watchdog too
+            runner.upload(source, workdir)  # rsync: on a pod used before, only what changed moves
+            spec = self._spec(job, record.id, workdir, on_finish=on_finish)
+            status = DetachedJobs(runner, self._root).start(
+                replace(
+                    spec,
+                    checkpoint_dir=self._volume_checkpoints(job),
+                    idle_stop_s=POD_IDLE_STOP_S,
+                    keep_warm_s=keep_warm_s,
+                )
+            )
+        except RunPodHybridError as exc:
+            if job.pod:  # a pod the job did not make stays as it was
+                raise
+            # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.
+            self._pods.stop(pod_id)
+            exc.add_note(
+                f"The job did not start, so pod {pod_id} was stopped; `rph pods terminate {pod_id} --yes` "
+                "removes it."
+            )
+            raise
+        return _observed(status)
+
+    def _new_pod(self, job: JobSpec) -> str:
         from runpod_hybrid.pods import PodSpec
 
-        source = _workdir(job)
         created = self._pods.create(
             PodSpec(
                 name=job.name,
@@ -219,34 +256,7 @@ class PodCommandBackend(_CommandBackend):
                 boot=boot_command(self._root),
             )
         )
-        pod_id = created.pod.id
-        workdir = f"{self._root}/rph/{record.id}/work"
-        events.placed(
-            pod_id=pod_id,
-            spec={
-                **record.spec,
-                "workdir": workdir,
-                "outputs": list(job.outputs),
-                "on_finish": job.on_finish,
-            },
-        )
-        try:
-            self._pods.wait_until_ready(pod_id)
-            runner = self._remote(pod_id)
-            runner.upload(source, workdir)
-            spec = self._spec(job, record.id, workdir, on_finish=job.on_finish)
-            status = DetachedJobs(runner, self._root).start(
-                replace(spec, checkpoint_dir=self._volume_checkpoints(job), idle_stop_s=POD_IDLE_STOP_S)
-            )
-        except RunPodHybridError as exc:
-            # The job never started: stop paying for the GPU. Stop, not terminate, keeps the pod for a look.
-            self._pods.stop(pod_id)
-            exc.add_note(
-                f"The job did not start, so pod {pod_id} was stopped; `rph pods terminate {pod_id} --yes` "
-                "removes it."
-            )
-            raise
-        return _observed(status)
+        return created.pod.id
 
     def _volume_checkpoints(self, job: JobSpec) -> str | None:
         """With a network volume (mounted at the root), checkpoints live on it under the job's name, so the job
@@ -260,7 +270,7 @@ class PodCommandBackend(_CommandBackend):
         """After a watched end: collect and verify the outputs, then stop or terminate the pod per
         ``on_finish``. A job that failed keeps its outputs on the pod, which is stopped, not terminated."""
         on_finish = record.spec.get("on_finish", "stop")
-        if on_finish == "none" or record.pod_id is None:
+        if on_finish in ("none", "keep") or record.pod_id is None:
             return super().finish(record, final, dest)
         fetched = super().finish(record, final, dest)  # raises, leaving the pod up, if verification fails
         if final.state == "SUCCEEDED" and on_finish == "terminate":
@@ -401,6 +411,25 @@ class TaskBackend:
 
     def finish(self, record: JobRecord, final: Observation, dest: Path) -> list[Path]:
         return []
+
+
+def _work_slug(source: Path) -> str:
+    """The pod dir a local work dir syncs to: the same for every job from it, so later syncs move only what
+    changed (jobs each get their own job dir under .rph/jobs; they share the synced tree, as `sky exec`'s do)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", source.resolve().name)[:40] or "work"
+    return f"{name}-{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]}"
+
+
+def _finish_policy(job: JobSpec) -> tuple[str, int]:
+    """What a pod job's end does to its pod, and how long a kept pod may then idle. A pod the job names stays
+    up (``keep``, unless the job says ``none``)."""
+    from .spec import DEFAULT_IDLE_STOP_MIN
+
+    on_finish = job.on_finish
+    if job.pod and not job.extra.get("pod_from_plan") and on_finish != "none":
+        on_finish = "keep"
+    keep_warm_s = int((job.idle_stop_min or DEFAULT_IDLE_STOP_MIN) * 60) if on_finish == "keep" else 0
+    return on_finish, keep_warm_s
 
 
 def _process_alive(pid: int) -> bool:

@@ -16,9 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .spec import JobSpec
+
+if TYPE_CHECKING:
+    from runpod_hybrid.pods import WarmPod
 
 Backend = Literal["serverless", "pod", "local"]
 MAX_RUN_INPUT_BYTES = 10 * 1024 * 1024
@@ -27,6 +30,7 @@ COLD_START_S = 15.0  # a flex worker's start, billed (RunPod's own guidance: sec
 IDLE_TIMEOUT_S = 5.0  # RunPod's default idle timeout, billed per worker
 DEFAULT_ENDPOINT_WORKERS = 3  # workersMax assumed when the endpoint's is unknown
 POD_BOOT_S = 180.0  # image pull and start on a fresh pod, billed
+WARM_START_S = 5.0  # a job on a running pod: sync what changed and start the runner
 LOCAL_START_S = 3.0
 
 
@@ -90,6 +94,8 @@ class PlanContext:
     execution_timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S
     endpoint_workers: int = DEFAULT_ENDPOINT_WORKERS
     offline: bool = False  # live pod prices were asked for but RunPod could not be reached
+    warm_pods: Sequence[WarmPod] = ()  # running pods of ours a command job could use
+    default_image: str = ""  # the image a new pod would get (settings), to tell whether a warm pod matches
 
 
 def _input_bytes(value: Any) -> int:
@@ -180,9 +186,12 @@ def plan(
             Alternative("pod", pods_cost, POD_BOOT_S, "not chosen: " + why),
         )
         return Plan("local", (why, f"runs {shape}"), 0.0, LOCAL_START_S, alternatives, source, None, details)
-    if backend == "pod" or (backend == "auto" and blockers):
+    warm = _warm_plan(job, ctx, backend, pods_cost, (sls_cost, sls_start, blockers), source, details)
+    if warm is not None:
+        chosen: Plan = warm
+    elif backend == "pod" or (backend == "auto" and blockers):
         reasons = tuple(blockers) if backend == "auto" else ("asked for a pod",)
-        chosen: Plan = Plan(
+        chosen = Plan(
             "pod",
             reasons,
             pods_cost,
@@ -241,6 +250,8 @@ def plan(
             None,
             details,
         )
+    if chosen.refused:
+        return chosen
     if (
         job.budget_usd is not None
         and chosen.estimated_cost_usd is not None
@@ -259,3 +270,106 @@ def plan(
             over_budget=True,
         )
     return chosen
+
+
+def warm_misfit(job: JobSpec, warm: WarmPod, default_image: str) -> str | None:
+    """Why the warm pod cannot run ``job`` (None: it can). A pod the job names must be ours, running, with
+    enough GPUs; one the planner would choose must also match the job's GPU type and count, image, cloud and network volume, so that
+    reusing it is what creating one would have made."""
+    pod = warm.pod
+    if pod.client_token is None:
+        return "runpod-hybrid did not make it, so no deadline or watchdog of ours guards it"
+    if pod.status != "RUNNING":
+        return f"it is {pod.status} (`rph pods start {pod.id}` resumes it)"
+    if pod.gpu_count < job.gpu_count:
+        return f"it has {pod.gpu_count} GPU(s) and the job asks for {job.gpu_count}"
+    if job.pod:
+        return None
+    if job.gpu_types and pod.gpu_type_id not in job.gpu_types:
+        return f"its GPU is {pod.gpu_type_id}, not one of {', '.join(job.gpu_types)}"
+    if pod.gpu_count != job.gpu_count:
+        return f"it has {pod.gpu_count} GPUs (more than the job's {job.gpu_count}, billed all the same)"
+    if pod.image != (job.image or default_image):
+        return f"it runs another image ({pod.image})"
+    if (job.network_volume_id or None) != (pod.network_volume_id or None):
+        return "its network volume is not the job's"
+    on_secure = job.cloud_type == "SECURE"
+    if job.cloud_type in ("SECURE", "COMMUNITY") and pod.secure_cloud not in (None, on_secure):
+        return f"it is not on {job.cloud_type} cloud"
+    return None
+
+
+def _warm_plan(
+    job: JobSpec,
+    ctx: PlanContext,
+    backend: str,
+    new_pod_cost: float | None,
+    serverless: tuple[float, float, Sequence[str]],
+    source: str,
+    details: Mapping[str, Any],
+) -> Plan | None:
+    """Run a command job on a running pod of ours: the one the job names, or a warm one that fits and is
+    idle. None when no such pod is there (a new pod is made, or serverless runs it)."""
+    if job.kind != "command" or backend not in ("auto", "pod"):
+        return None
+    sls_cost, sls_start, blockers = serverless
+    chosen = next((w for w in ctx.warm_pods if w.pod.id == job.pod), None) if job.pod else None
+    if job.pod and chosen is None:
+        return Plan(
+            "pod",
+            (),
+            None,
+            WARM_START_S,
+            (),
+            source,
+            f"pod {job.pod} is not a running pod of ours (`rph pods list --ours` shows them; `rph pods start` "
+            "resumes a stopped one)",
+            details,
+        )
+    if job.pod and chosen is not None and (misfit := warm_misfit(job, chosen, ctx.default_image)):
+        return Plan(
+            "pod", (), None, WARM_START_S, (), source, f"pod {job.pod} cannot run this job: {misfit}", details
+        )
+    if chosen is None:
+        fitting = [
+            w for w in ctx.warm_pods if w.busy is False and warm_misfit(job, w, ctx.default_image) is None
+        ]
+        if not fitting:
+            return None
+        chosen = min(fitting, key=lambda w: w.pod.usd_per_hour)
+    pod = chosen.pod
+    runtime_h = job.expected_runtime_s / 3600
+    boot_usd = round(POD_BOOT_S / 3600 * pod.usd_per_hour, 4)
+    idle = (
+        f"; its idle stop is due in {chosen.idle_left_s / 60:.0f} min"
+        if chosen.idle_left_s is not None
+        else ""
+    )
+    why = "you named it" if job.pod else "a warm pod of ours fits (GPU type and count, image, cloud, volume)"
+    reasons: tuple[str, ...] = (
+        f"runs on running pod {pod.id} ({pod.gpu_count}x {pod.gpu_display_name or pod.gpu_type_id}, "
+        f"${pod.usd_per_hour:.2f}/h): {why}{idle}",
+        f"no pod boot: saves ~{POD_BOOT_S:g} s and ${boot_usd:.4f} of boot time",
+    )
+    if chosen.busy:
+        reasons += (f"another job runs on {pod.id} now: they share it",)
+    alternatives = (
+        Alternative("pod", new_pod_cost, POD_BOOT_S, f"a new pod: {POD_BOOT_S:g} s of boot, billed"),
+        Alternative("serverless", sls_cost, sls_start, "; ".join(blockers) or "not chosen"),
+    )
+    return Plan(
+        "pod",
+        reasons,
+        round(runtime_h * pod.usd_per_hour, 4),
+        WARM_START_S,
+        alternatives,
+        source,
+        None,
+        {
+            **details,
+            "pod_id": pod.id,
+            "pod_gpu": pod.gpu_type_id,
+            "saved_boot_s": POD_BOOT_S,
+            "saved_usd": boot_usd,
+        },
+    )

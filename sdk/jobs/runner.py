@@ -9,6 +9,7 @@ RunPod's ``/start.sh``) resumes jobs that were running when the pod stopped, as 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import re
@@ -27,6 +28,7 @@ from runpod_hybrid.remote.shell import assignment, script, words
 from .spec import OnFinish
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+FOLLOW_SESSION_S = 120  # one log-streaming SSH session lasts at most this long; the next resumes by byte
 NVIDIA_QUERY = (
     "index,uuid,name,utilization.gpu,utilization.memory,memory.used,memory.total,temperature.gpu,"
     "power.draw,power.limit"
@@ -53,6 +55,8 @@ class DetachedJobSpec:
     idle_stop_s: int = 0
     # Where RPH_CHECKPOINT_DIR points; None: a dir of this job's own under the root.
     checkpoint_dir: str | None = None
+    # on_finish "keep": the pod watchdog stops the pod this long after the job ends, unless a job runs then.
+    keep_warm_s: int = 0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.job_id):
@@ -160,6 +164,7 @@ class DetachedJobs:
             "RPH_LOG_MAX_BYTES": str(spec.log_max_bytes),
             "RPH_HEARTBEAT_S": f"{spec.heartbeat_s:g}",
             "RPH_IDLE_STOP_S": str(int(spec.idle_stop_s)),
+            "RPH_KEEP_WARM_S": str(int(spec.keep_warm_s)),
             "RPH_POD_GUARD": watchdog_path(self.root),
         }
         spec_env = "".join(assignment(k, v) + "\n" for k, v in settings.items())
@@ -191,29 +196,39 @@ class DetachedJobs:
         return result.check(f"runner {args[0]} of job {job_id}").stdout
 
     def start(self, spec: DetachedJobSpec) -> DetachedJobStatus:
-        """Install the runner and start the job detached; a job already running is reported, not restarted."""
-        current = self.status(spec.job_id)
-        if current.state in ("RUNNING", *TERMINAL_STATES):
-            return current
-        self.runner.exec(
-            script("mkdir -p {rph} && tar -C {rph} -xf -", rph=f"{self.root}/.rph"), stdin=self._archive(spec)
-        ).check(f"installing the runner of job {spec.job_id}")
-        self._run(spec.job_id, "start")
-        return self.status(spec.job_id)
+        """Install the runner and start the job detached, in one SSH round trip; a job already running (or
+        ended) is reported, not installed or started again."""
+        install_and_start = script(
+            'case "$(sed -n "s/^state=//p" {job}/status 2>/dev/null)" in\n'
+            "  RUNNING | SUCCEEDED | FAILED | CANCELLED) ;;\n"
+            "  *) mkdir -p {rph} && tar -C {rph} -xf - && sh {job}/run.sh start > /dev/null || exit 3 ;;\n"
+            "esac\n",
+            job=self.job_dir(spec.job_id),
+            rph=f"{self.root}/.rph",
+        )
+        result = self.runner.exec(
+            install_and_start + self._status_script(spec.job_id), stdin=self._archive(spec)
+        )
+        return self._parse_status(spec.job_id, result.check(f"starting job {spec.job_id}").stdout)
 
     def resume_all(self) -> None:
         """What the pod's boot step does: restart jobs left RUNNING by a stop or a spot interruption."""
         self.runner.exec(["sh", f"{self.root}/.rph/boot.sh"]).check("boot step")
 
     def status(self, job_id: str) -> DetachedJobStatus:
-        command = script(
+        return self._parse_status(job_id, self.runner.exec(self._status_script(job_id)).stdout)
+
+    def _status_script(self, job_id: str) -> str:
+        return script(
             "cat {job}/status 2>/dev/null; echo heartbeat=$(cat {job}/heartbeat 2>/dev/null); "
             "echo now=$(date +%s); echo ---; "
             "nvidia-smi --query-gpu={query} --format=csv,noheader,nounits 2>/dev/null || true",
             job=self.job_dir(job_id),
             query=NVIDIA_QUERY,
         )
-        text = self.runner.exec(command).stdout
+
+    @staticmethod
+    def _parse_status(job_id: str, text: str) -> DetachedJobStatus:
         head, _, gpu_text = text.partition("---\n")
         values = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
         heartbeat, now = _int(values.get("heartbeat")), _int(values.get("now"))
@@ -239,25 +254,42 @@ class DetachedJobs:
     def follow(
         self, job_id: str, on_text: Callable[[str], None], *, poll_s: float = 2.0
     ) -> DetachedJobStatus:
-        """Stream the log until the job ends; returns its final status. While we watch, the runner leaves
-        the on-finish stop to us (we copy and verify outputs first)."""
+        """Stream the log until the job ends; returns its final status. The pod streams it over one SSH
+        session at a time (``run.sh follow``), so each line comes as it is written; after each session a
+        read of what is left catches up exactly, by byte. A session that fails (a dropped connection) is
+        retried ``poll_s`` later. While we watch (``follow`` marks it on the pod), the runner leaves the
+        on-finish stop to us (we copy and verify outputs first)."""
         directory = self.job_dir(job_id)
-        offset = 0
-        self.runner.exec(["touch", f"{directory}/client-watching"])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        received = 0
+
+        def take(stream: str, data: bytes) -> None:
+            nonlocal received
+            if stream == "stdout" and data:
+                received += len(data)
+                if text := decoder.decode(data):
+                    on_text(text)
+
         try:
             while True:
+                session = self.runner.exec(
+                    ["sh", f"{directory}/run.sh", "follow", str(received + 1), str(FOLLOW_SESSION_S)],
+                    on_output=take,
+                    timeout_s=FOLLOW_SESSION_S + 60,
+                )
                 status = self.status(job_id)
-                chunk = self.runner.exec(
+                self.runner.exec(
                     script(
-                        "tail -c +{start} {log} 2>/dev/null || true", start=offset + 1, log=f"{directory}/log"
-                    )
-                ).stdout
-                if chunk:
-                    on_text(chunk)
-                    offset += len(chunk.encode())
+                        "tail -c +{start} {log} 2>/dev/null || true",
+                        start=received + 1,
+                        log=f"{directory}/log",
+                    ),
+                    on_output=take,
+                )
                 if status.finished:
                     return status
-                self._sleep(poll_s)
+                if session.exit_code != 0:
+                    self._sleep(poll_s)
         finally:
             self.runner.exec(["rm", "-f", f"{directory}/client-watching"])
 

@@ -6,8 +6,12 @@
 #   run.sh resume     at boot: restart a job that was RUNNING when the pod stopped (attempt + 1)
 #   run.sh cancel [S] SIGTERM the job's process group, SIGKILL after S seconds, record CANCELLED
 #   run.sh status     print the status file
+#   run.sh follow N S print the log from byte N as it grows, until the job ends or S seconds pass: a client
+#                     follows a job over one SSH session instead of polling
 #   run.sh watchdog   (started with the job when RPH_IDLE_STOP_S > 0) stop the pod when the job's heartbeat
 #                     is older than RPH_IDLE_STOP_S while it should be RUNNING: a dead-man timer
+# on_finish `keep` leaves the pod up; with RPH_KEEP_WARM_S > 0 the pod watchdog stops it that long after the
+# job ends unless another job runs then (the idle stop).
 # The pod is stopped through the pod watchdog's `stop` (runpodctl, else RunPod's API with the pod's key).
 set -u
 JOB_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -69,10 +73,13 @@ supervise() {
   if [ "$code" -eq 0 ]; then state=SUCCEEDED; else state=FAILED; fi
   write_status "$state" "$attempt" "$(field started_at)" "$(now)" "$code"
   rm -f "$JOB_DIR/pid"
-  # Nobody watching and the policy says stop: stop our own pod (outputs are on the volume already).
-  if [ "$RPH_ON_FINISH" != none ] && [ ! -e "$JOB_DIR/client-watching" ]; then
-    stop_own_pod "job $RPH_JOB_ID ended and on_finish is $RPH_ON_FINISH"
+  if [ "${RPH_KEEP_WARM_S:-0}" -gt 0 ]; then
+    sh "$RPH_POD_GUARD" idle "$RPH_KEEP_WARM_S" > /dev/null 2>&1  # it logs to its own log
   fi
+  # Nobody watching and the policy says stop: stop our own pod (outputs are on the volume already).
+  case "$RPH_ON_FINISH" in none | keep) ;; *)
+    [ -e "$JOB_DIR/client-watching" ] || stop_own_pod "job $RPH_JOB_ID ended and on_finish is $RPH_ON_FINISH" ;;
+  esac
 }
 
 stop_own_pod() { sh "$RPH_POD_GUARD" stop "$1" >> "$LOG" 2>&1; }
@@ -93,6 +100,7 @@ watchdog() {
 launch() {
   attempt=$1
   write_status RUNNING "$attempt" "$(now)" "" ""
+  [ "${RPH_KEEP_WARM_S:-0}" -gt 0 ] && sh "$RPH_POD_GUARD" busy 2>/dev/null
   now > "$JOB_DIR/heartbeat"
   setsid nohup sh "$JOB_DIR/run.sh" _supervise "$attempt" > /dev/null 2>&1 < /dev/null &
   if [ "${RPH_IDLE_STOP_S:-0}" -gt 0 ]; then
@@ -140,4 +148,17 @@ case "${1:-status}" in
   _supervise) supervise "$2" ;;
   watchdog) watchdog ;;
   status) cat "$STATUS" 2>/dev/null || echo "state=UNKNOWN" ;;
+  follow)
+    : > "$JOB_DIR/client-watching"  # the client stops the pod itself after it has fetched the outputs
+    tail -c "+${2:-1}" -F "$LOG" 2>/dev/null &
+    tailer=$!
+    # Bounded, so a follower whose client went away (its SSH channel closed) does not outlive it by long.
+    i=0
+    while [ $i -lt $((${3:-120} * 5)) ]; do
+      case "$(field state)" in SUCCEEDED | FAILED | CANCELLED) break ;; esac
+      sleep 0.2
+      i=$((i + 1))
+    done
+    kill "$tailer" 2>/dev/null
+    ;;
 esac

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from .backends import JobBackend, Observation
 from .planner import Backend, Plan, PlanContext, PodOffer, load_prices, plan
 
 if TYPE_CHECKING:
+    from runpod_hybrid.pods import WarmPod
     from runpod_hybrid.serverless import BatchSize
 from .spec import JobSpec, check_job
 from .store import JobRecord, JobStore
@@ -184,6 +186,7 @@ class Jobs:
         has_api_key: bool,
         backends: Mapping[BackendKey, JobBackend],
         pod_offers: Callable[[JobSpec], list[PodOffer]],
+        warm_pods: Callable[[JobSpec], list[WarmPod]] = lambda _job: [],
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -192,6 +195,7 @@ class Jobs:
         self._has_api_key = has_api_key
         self._backends = backends
         self._pod_offers = pod_offers
+        self._warm_pods = warm_pods
         self.sleep = sleep
         self.clock = clock
         self._lock = threading.Lock()
@@ -230,27 +234,39 @@ class Jobs:
 
     # --- planning ---
 
-    def plan(self, job: JobSpec, *, backend: str = "auto") -> Plan:
+    def plan(self, job: JobSpec, *, backend: str = "auto", pod: str | None = None) -> Plan:
         """Where ``job`` would run (``backend``: auto, local, pod or serverless), why, what it would cost, and
-        the alternatives. Creates nothing."""
+        the alternatives. Creates nothing. ``pod`` plans a command job on that running pod of ours."""
+        job = _on_pod(job, pod)
         if backend not in ("auto", "local", "pod", "serverless"):
             raise ValueError(f"backend must be auto, local, pod or serverless, got {backend!r}")
         check_job(job)
         settings = self._settings
         offers: list[PodOffer] = []
+        warm: list[WarmPod] = []
         offline = False
         # A local plan never needs the network; an auto plan without live prices still plans.
         if self._has_api_key and backend in ("auto", "pod"):
             try:
                 offers = self._pod_offers(job)
+                if job.kind == "command":
+                    warm = self._warm_pods(job)
             except TransportError:
-                if backend == "pod":
+                if backend == "pod" or job.pod:
                     raise
                 offline = True
         prices = load_prices(
             Path(settings.serverless_prices_path) if settings.serverless_prices_path else None
         )
-        context = PlanContext(self._has_api_key, dict(settings.endpoints), prices, offers, offline=offline)
+        context = PlanContext(
+            self._has_api_key,
+            dict(settings.endpoints),
+            prices,
+            offers,
+            offline=offline,
+            warm_pods=warm,
+            default_image=settings.image,
+        )
         return plan(job, context, backend)  # type: ignore[arg-type]
 
     # --- running ---
@@ -263,6 +279,7 @@ class Jobs:
         plan: Plan | None = None,
         job_id: str | None = None,
         background: bool = False,
+        pod: str | None = None,
     ) -> JobHandle:
         """Start ``job`` where its plan says and return its handle; nothing waits for the job to end.
 
@@ -271,7 +288,9 @@ class Jobs:
         or here under the job runner) and survives this process; a task job's batch runs in a thread of
         this process. Starting a pod job takes minutes (create, boot, upload): with ``background`` the
         handle comes back at once, PENDING, and a failure to start is recorded on the job (FAILED, with
-        the error) instead of raised."""
+        the error) instead of raised. ``pod`` runs a command job on that running pod of ours (only what
+        changed in its work dir is synced; the pod stays up afterwards, its idle stop set)."""
+        job = _on_pod(job, pod)
         chosen = plan or self.plan(job, backend=backend)
         if chosen.refused and chosen.over_budget:
             raise BudgetExceededError(
@@ -281,6 +300,9 @@ class Jobs:
             )
         if chosen.refused:
             raise ConfigError(f"Cannot run this job: {chosen.refused}.")
+        warm_pod = chosen.details.get("pod_id")
+        if warm_pod and not job.pod:  # the plan found a warm pod of ours: run there, no new pod
+            job = replace(job, pod=warm_pod, extra={**job.extra, "pod_from_plan": True})
         spec = {"kind": job.kind, "name": job.name, "plan": chosen.backend}
         record = JobRecord(job_id or new_job_id(), chosen.backend, "PENDING", name=job.name, spec=spec)
         backend_impl = self._backend_for(record)
@@ -309,12 +331,17 @@ class Jobs:
         return handle
 
     def run(
-        self, job: JobSpec, *, backend: str = "auto", on_text: Callable[[str], None] | None = None
+        self,
+        job: JobSpec,
+        *,
+        backend: str = "auto",
+        on_text: Callable[[str], None] | None = None,
+        pod: str | None = None,
     ) -> Any:
         """Run ``job`` to its end and return a task job's results (one per input) or a command job's fetched
         output files (absolute paths, verified). Raises :class:`JobError` (with the exit code and the end of
-        the log) when the job fails or is cancelled."""
-        handle = self.submit(job, backend=backend)
+        the log) when the job fails or is cancelled. ``pod``: as for :meth:`submit`."""
+        handle = self.submit(job, backend=backend, pod=pod)
         handle.wait(on_text)
         handle.raise_for_state()
         if handle.kind == "task":
@@ -374,3 +401,8 @@ class Jobs:
     def list(self, limit: int = 20) -> builtins.list[JobHandle]:
         """The ``limit`` newest jobs (each job counts once, however many inputs it has)."""
         return [JobHandle(self, r) for r in self.store.recent(limit=limit)]
+
+
+def _on_pod(job: JobSpec, pod: str | None) -> JobSpec:
+    """The job on ``pod`` when one is given (it wins over the job file's ``pod``)."""
+    return replace(job, pod=pod) if pod else job

@@ -4,6 +4,7 @@ A job is either a *task* (a registered ``@task`` over one or many JSON inputs) o
 an uploaded work dir, with declared outputs). TOML layout (every key optional unless marked)::
 
     name = "train-small"
+    pod = "abc123xyz"           # run on this running pod of yours (it stays up afterwards)
     [task]                      # either [task] ...
     module = "examples.hash_texts.tasks"   # required: the module defining the @task
     name = "embed"                         # required
@@ -19,7 +20,8 @@ an uploaded work dir, with declared outputs). TOML layout (every key optional un
     network_volume = "vol-id"
     [limits]
     expected_runtime_s = 60                # per input for a task, total for a command
-    max_runtime_s = 3600; budget_usd = 2.0; spot = false; on_finish = "stop"   # none | stop | terminate
+    max_runtime_s = 3600; budget_usd = 2.0; spot = false; on_finish = "stop"   # none | stop | terminate | keep
+    idle_stop_min = 15                     # on_finish = "keep": the pod stops after this long without a job
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from typing import Any, Literal
 
 from runpod_hybrid.errors import ConfigError
 
-ON_FINISH = ("none", "stop", "terminate")
+ON_FINISH = ("none", "stop", "terminate", "keep")
+DEFAULT_IDLE_STOP_MIN = 15.0
 
 
-OnFinish = Literal["none", "stop", "terminate"]
+OnFinish = Literal["none", "stop", "terminate", "keep"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class JobSpec:
     ``inputs``, one result per input. The rest are resources (GPU types in order of preference, count,
     cloud, image, disks, a network volume) and limits (``expected_runtime_s`` per input for a task and in
     all for a command, ``max_runtime_s``, ``budget_usd``, ``spot``, and ``on_finish``: what happens to a
-    pod once its outputs are fetched and verified).
+    pod once its outputs are fetched and verified: ``stop``, ``terminate``, ``none``, or ``keep`` it warm for
+    the next job until ``idle_stop_min`` pass without one). ``pod`` runs a command job on a running pod of
+    yours instead of a new one; the pod stays up afterwards.
     """
 
     name: str
@@ -75,6 +80,8 @@ class JobSpec:
     spot: bool = False
     budget_usd: float | None = None
     on_finish: OnFinish = "stop"
+    idle_stop_min: float | None = None
+    pod: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -142,7 +149,11 @@ def check_job(job: JobSpec) -> None:
                 )
         if len(set(job.outputs)) != len(job.outputs):
             raise ConfigError(f"{where}: `command.outputs` lists a path twice.")
+        if job.idle_stop_min is not None and job.idle_stop_min <= 0:
+            raise ConfigError(f"{where}: `limits.idle_stop_min` must be more than 0 (minutes).")
         return
+    if job.pod:
+        raise ConfigError(f"{where}: `pod` is for command jobs; a task runs on serverless or here.")
     if not job.inputs:
         raise ConfigError(f"{where}: the task has no inputs (`task.inputs` or `task.inputs_file`).")
     if job.task_module:
@@ -221,7 +232,7 @@ def load_job_file(path: Path) -> JobSpec:
         raise ConfigError(f"No job file at {path}.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}.") from exc
-    top = _Reader(path, data, "", {"name", "task", "command", "resources", "limits"})
+    top = _Reader(path, data, "", {"name", "pod", "task", "command", "resources", "limits"})
     if ("task" in data) == ("command" in data):
         raise ConfigError(f"{path}: give exactly one of [task] or [command].")
     base = path.parent
@@ -244,7 +255,7 @@ def load_job_file(path: Path) -> JobSpec:
         path,
         data.get("limits", {}),
         "limits.",
-        {"expected_runtime_s", "max_runtime_s", "budget_usd", "spot", "on_finish"},
+        {"expected_runtime_s", "max_runtime_s", "budget_usd", "spot", "on_finish", "idle_stop_min"},
     )
     on_finish = limits.get("on_finish", str, "stop")
     if on_finish not in ON_FINISH:
@@ -272,6 +283,8 @@ def load_job_file(path: Path) -> JobSpec:
         "budget_usd": limits.get("budget_usd", (int, float)),
         "spot": limits.get("spot", bool, False),
         "on_finish": on_finish,
+        "idle_stop_min": limits.get("idle_stop_min", (int, float)),
+        "pod": top.get("pod", str),
     }
     if "task" in data:
         task = _Reader(path, data["task"], "task.", {"module", "name", "inputs", "inputs_file", "endpoint"})

@@ -151,3 +151,27 @@ class PodOverview:
     def running_usd_per_hour(self) -> float:
         """What the listed pods that may bill for their GPU cost per hour, together."""
         return round(sum(g.usd_per_hour for g in self.pods), 4)
+
+
+@dataclass(frozen=True)
+class WarmPod:
+    """A running pod of ours that a job could use now, without the boot of a new one. ``busy``: a job of
+    ours runs on it (None: the pod could not be asked). ``idle_left_s``: until its idle stop, when a job
+    that kept it warm set one (None: none set; its deadline holds)."""
+
+    guard: PodGuard
+    busy: bool | None
+    idle_left_s: float | None
+
+    @property
+    def pod(self) -> Pod:
+        return self.guard.pod
+
+
+def parse_watchdog_status(text: str, now: datetime) -> tuple[bool | None, float | None]:
+    """``busy`` and seconds until the idle stop, from what ``watchdog.sh status`` prints."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    busy = {"yes": True, "no": False}.get(values.get("busy", ""))
+    idle_until = values.get("idle_until", "")
+    idle_left = max(0.0, int(idle_until) - now.timestamp()) if idle_until.isdigit() else None
+    return busy, idle_left

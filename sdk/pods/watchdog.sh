@@ -11,7 +11,10 @@
 #   watchdog.sh run           the loop (arm and boot start it detached, so no SSH session or start script holds it)
 #   watchdog.sh stop REASON   stop this pod now: runpodctl, else RunPod's API with the same key (curl): REST v2,
 #                             then GraphQL (which RunPod retires in 2027)
-#   watchdog.sh status        deadline=EPOCH and running=yes|no
+#   watchdog.sh idle SECONDS  a job that keeps its pod warm ended: stop the pod SECONDS from now unless a job
+#                             runs then (the idle stop; the deadline holds too)
+#   watchdog.sh busy          a job starts: no idle stop is due any more (the next keep-warm job sets one)
+#   watchdog.sh status        deadline=EPOCH, idle_until=EPOCH (or empty), busy=yes|no and running=yes|no
 #   watchdog.sh identity PID  "PID START-TIME" of a live process (nothing for a dead one): how this script and
 #                             the job runner recognise their own processes
 set -u
@@ -19,6 +22,7 @@ DIR=$(cd "$(dirname "$0")" && pwd)
 POD=${RUNPOD_POD_ID:-}
 DEADLINE="$DIR/deadline.$POD"
 PIDFILE="$DIR/watchdog.$POD.pid"
+IDLE_UNTIL="$DIR/idle_until.$POD"
 LOG="$DIR/watchdog.log"
 POLL_S=${RPH_WATCHDOG_POLL_S:-60}
 
@@ -69,11 +73,15 @@ post() {
   rm -f "$DIR/.answer.$$"
 }
 
+# A job of this pod is running (or being cancelled): the pod is not idle.
+busy() { grep -qs -e '^state=RUNNING$' -e '^state=CANCELLING$' "$DIR"/jobs/*/status; }
+
 loop() {
   running && { log "a watchdog runs already (pid ${recorded%% *})"; exit 0; }
   identity $$ > "$PIDFILE"
   log "watching: deadline $(cat "$DEADLINE" 2>/dev/null) (epoch s)"
   not_before=${RPH_NOT_BEFORE:-0}
+  seen_busy=
   while :; do
     deadline=$(cat "$DEADLINE" 2>/dev/null)
     number "$deadline" || { log "no deadline on the volume: the watchdog ends"; rm -f "$PIDFILE"; exit 0; }
@@ -84,7 +92,21 @@ loop() {
       sleep "$POLL_S"
       continue
     fi
-    # Wake at the deadline, or sooner to read it again (`rph pods extend` moves it).
+    # The idle stop: a keep-warm job ended at least its keep-warm time ago and no job has started since.
+    idle_until=$(cat "$IDLE_UNTIL" 2>/dev/null)
+    if number "$idle_until"; then
+      if [ "$now" -lt "$idle_until" ]; then
+        [ "$idle_until" -lt "$due" ] && due=$idle_until
+      elif busy; then
+        [ "$seen_busy" = "$idle_until" ] || log "keep-warm time is up but a job runs: the pod stays up"
+        seen_busy=$idle_until
+      elif stop_pod "idle since its last job, past its keep-warm time ($idle_until epoch s)"; then
+        rm -f "$PIDFILE" "$IDLE_UNTIL"
+        exit 0
+      fi
+    fi
+    # Wake at the deadline or the idle stop, or sooner to read both again (`rph pods extend` moves the
+    # deadline; a job that ends sets the idle stop): a new one is seen within POLL_S.
     left=$((due - now))
     [ "$left" -gt "$POLL_S" ] && left=$POLL_S
     sleep "$left"
@@ -100,6 +122,8 @@ start_loop() {
 
 status() {
   printf 'deadline=%s\n' "$(cat "$DEADLINE" 2>/dev/null)"
+  printf 'idle_until=%s\n' "$(cat "$IDLE_UNTIL" 2>/dev/null)"
+  if busy; then echo busy=yes; else echo busy=no; fi
   if running; then echo running=yes; else echo running=no; fi
 }
 
@@ -127,8 +151,16 @@ case "${1:-status}" in
     start_loop "$not_before"
     status
     ;;
+  idle)
+    number "${2:-}" || { echo "usage: watchdog.sh idle SECONDS" >&2; exit 2; }
+    echo $(($(date +%s) + $2)) > "$IDLE_UNTIL.tmp" && mv -f "$IDLE_UNTIL.tmp" "$IDLE_UNTIL"
+    log "idle: stopping the pod in $2 s unless a job starts"
+    start_loop
+    status
+    ;;
+  busy) rm -f "$IDLE_UNTIL" ;;
   run) loop ;;
   stop) stop_pod "${2:-asked to}" ;;
   status) status ;;
-  *) echo "usage: watchdog.sh arm EPOCH | boot EPOCH | run | stop REASON | status | identity PID" >&2; exit 2 ;;
+  *) echo "usage: watchdog.sh arm EPOCH | boot EPOCH | idle SECONDS | busy | run | stop REASON | status | identity PID" >&2; exit 2 ;;
 esac
