@@ -6,6 +6,7 @@ import pytest
 
 from runpod_hybrid.errors import ConfigError
 from runpod_hybrid.jobs import load_job_file
+from runpod_hybrid.jobs.spec import check_job
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -45,6 +46,16 @@ def test_command_job_resolves_workdir_against_the_file(tmp_path: Path) -> None:
     assert job.gpu_types == ("NVIDIA A40",) and job.gpu_count == 2 and job.cloud_type == "COMMUNITY"
 
 
+def test_a_command_job_names_its_pod_and_keeps_it_warm(tmp_path: Path) -> None:
+    job = load_job_file(
+        write(
+            tmp_path,
+            'pod = "abc123"\n[command]\nargv = ["sh", "t.sh"]\n[limits]\non_finish = "keep"\nidle_stop_min = 30\n',
+        )
+    )
+    assert (job.pod, job.on_finish, job.idle_stop_min) == ("abc123", "keep", 30)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -68,3 +79,20 @@ def test_bad_job_files_point_at_the_key(tmp_path: Path, text: str, message: str)
     with pytest.raises(ConfigError) as info:
         load_job_file(path)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[command]\nargv = ["x"]\n[limits]\nidle_stop_min = 0\n',
+            "`limits.idle_stop_min` must be more than 0",
+        ),
+        ('pod = "abc"\n[task]\nmodule = "m"\nname = "f"\ninputs = [1]\n', "`pod` is for command jobs"),
+    ],
+)
+def test_checks_every_plan_runs_refuse_a_pod_for_a_task_and_no_idle_time(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_job(load_job_file(write(tmp_path, text)))
