@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,20 +98,7 @@ def main() -> None:
     try:
         graphql.state.boot_s = args.boot_s
         graphql.state.next_pod_ids.append(POD_ID)
-        graphql.state.new_pod_runtime = {
-            "uptimeInSeconds": 5,
-            "gpus": [],
-            "container": None,
-            "ports": [
-                {
-                    "ip": "127.0.0.1",
-                    "isIpPublic": True,
-                    "privatePort": 22,
-                    "publicPort": pod.port,
-                    "type": "tcp",
-                }
-            ],
-        }
+        graphql.state.new_pod_runtime = pod.pod_runtime()
         pod.set_container_env({"RUNPOD_POD_ID": POD_ID, "PATH": os.environ["PATH"]})
         work = base / "project"
         for i in range(args.files):
@@ -135,6 +123,7 @@ def main() -> None:
     finally:
         pod.stop()
         stop_graphql()
+        shutil.rmtree(base, ignore_errors=True)
 
     overhead = fresh - args.boot_s
     print(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runpod_hybrid.remote import ContainerEnv, SshRunner, SshTarget
 
@@ -129,6 +130,17 @@ class SshdPod:
         subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid)], check=False)
 
     # --- the container around sshd ---
+
+    def pod_runtime(self) -> dict[str, Any]:
+        """The ``runtime`` RunPod reports for a pod whose port 22 this sshd is (a stand-in pod it plays)."""
+        port = {
+            "ip": "127.0.0.1",
+            "isIpPublic": True,
+            "privatePort": 22,
+            "publicPort": self.port,
+            "type": "tcp",
+        }
+        return {"uptimeInSeconds": 5, "gpus": [], "container": None, "ports": [port]}
 
     def set_container_env(self, env: Mapping[str, str]) -> None:
         """PID 1's env, which commands over SSH get back (RUNPOD_POD_ID, RUNPOD_API_KEY, PATH...)."""

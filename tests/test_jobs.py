@@ -173,14 +173,7 @@ def test_run_a_command_job_on_a_pod_end_to_end(
     """The pod backend against the API stand-in and a real sshd: create (a start command that arms the pod
     watchdog and resumes jobs, a deadline from max_runtime_s), wait, upload, run the job under the runner
     (dead-man stop on), fetch and verify outputs, and only then stop the pod."""
-    standin.state.new_pod_runtime = {
-        "uptimeInSeconds": 5,
-        "gpus": [],
-        "container": None,
-        "ports": [
-            {"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": sshd.port, "type": "tcp"}
-        ],
-    }
+    standin.state.new_pod_runtime = sshd.pod_runtime()
     settings = isolated_home / "settings.toml"
     settings.write_text(f'ssh_key_path = "{sshd.client_key}"\n')
     config = load_config(SENTINEL_KEY, env={"RPH_CONFIG": str(settings)}, home=isolated_home)

@@ -34,14 +34,7 @@ def test_a_job_run_again_on_a_new_pod_continues_from_its_checkpoints_on_the_volu
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    standin.state.new_pod_runtime = {
-        "uptimeInSeconds": 5,
-        "gpus": [],
-        "container": None,
-        "ports": [
-            {"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": sshd.port, "type": "tcp"}
-        ],
-    }
+    standin.state.new_pod_runtime = sshd.pod_runtime()
     settings = isolated_home / "settings.toml"
     settings.write_text(f'ssh_key_path = "{sshd.client_key}"\n')
     config = load_config(SENTINEL_KEY, env={"RPH_CONFIG": str(settings)}, home=isolated_home)

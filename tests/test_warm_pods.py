@@ -124,14 +124,7 @@ def test_the_planner_reuses_a_warm_pod_that_fits_and_says_what_it_saves(
 ) -> None:
     """A job that keeps its pod warm (on_finish keep, idle_stop_min): the next job that fits runs there, no
     new pod; one that does not fit (another GPU type) gets a new pod."""
-    standin.state.new_pod_runtime = {
-        "uptimeInSeconds": 5,
-        "gpus": [],
-        "container": None,
-        "ports": [
-            {"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": sshd.port, "type": "tcp"}
-        ],
-    }
+    standin.state.new_pod_runtime = sshd.pod_runtime()
     standin.state.next_pod_ids.append("warmpod0000001")
     sshd.set_container_env({"RUNPOD_POD_ID": "warmpod0000001", "PATH": os.environ["PATH"]})
     jobs, pods = facade(standin, sshd, isolated_home)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,10 @@ from runpod_hybrid._http import HttpTransport
 from runpod_hybrid.config import ApiKey, Settings
 from runpod_hybrid.controlplane import GraphQLClient, GraphQLPodApi, SshEndpoint
 from runpod_hybrid.pods import Pods, PodSpec, start_command, watchdog_path, watchdog_script
+from runpod_hybrid.pods.lifecycle import ARM_REFRESH_S
 from runpod_hybrid.remote import SshRunner
 
-from conftest import SENTINEL_KEY, eventually
+from conftest import SENTINEL_KEY, FakeTime, eventually
 from rest_standin import RestStandinServer
 from runpod_standin import StandinServer
 from sshd_pod import SshdPod
@@ -36,14 +37,16 @@ def sshd(tmp_path: Path) -> Iterator[SshdPod]:
     pod.stop()  # ends the container's processes too: no watchdog outlives its test
 
 
-def pods_on(standin: StandinServer, sshd: SshdPod) -> Pods:
+def pods_on(standin: StandinServer, sshd: SshdPod, *, clock: Callable[[], float] = time.monotonic) -> Pods:
     """Pods whose SSH contact goes to the sshd pod (what the facade wires with real SSH endpoints)."""
 
     def open_runner(pod_id: str, _endpoint: SshEndpoint) -> SshRunner:
         return sshd.runner(pod_id)
 
     api = GraphQLPodApi(GraphQLClient(HttpTransport(ApiKey(SENTINEL_KEY, "test")), standin.url))
-    return Pods(api, Settings(), public_key=lambda: "ssh-ed25519 AAAA test", open_runner=open_runner)
+    return Pods(
+        api, Settings(), public_key=lambda: "ssh-ed25519 AAAA test", open_runner=open_runner, clock=clock
+    )
 
 
 def played_by(
@@ -54,20 +57,7 @@ def played_by(
     listens), and (unless told not to) runpodctl on its PATH."""
     standin.state.pods[pod_id].update(
         volumeMountPath=str(sshd.workspace),
-        runtime={
-            "uptimeInSeconds": 5,
-            "ports": [
-                {
-                    "ip": "127.0.0.1",
-                    "isIpPublic": True,
-                    "privatePort": 22,
-                    "publicPort": sshd.port,
-                    "type": "tcp",
-                }
-            ],
-            "gpus": [],
-            "container": None,
-        },
+        runtime=sshd.pod_runtime(),
     )
     key = standin.state.add_pod_key(pod_id)
     path = os.environ["PATH"]
@@ -175,13 +165,18 @@ def test_every_ssh_contact_re_arms_a_watchdog_that_a_restart_ended(
     standin: StandinServer, sshd: SshdPod
 ) -> None:
     """Without our start command, a restarted (or stopped and started) container has no watchdog: the next SSH
-    contact (here `rph exec`'s, through ssh_endpoint) arms it again, with the deadline in the name."""
-    pods = pods_on(standin, sshd)
+    contact (here `rph exec`'s, through ssh_endpoint) arms it again, with the deadline in the name. Contacts
+    within ARM_REFRESH_S of an arming (those of one job start) do not arm it again."""
+    clock = FakeTime()
+    pods = pods_on(standin, sshd, clock=clock.clock)
     pod = pods.create(PodSpec(gpu_types=(RTX4090,), max_hours=1)).pod
     played_by(standin, sshd, pod.id)
     pods.ssh_endpoint(pod.id)
     sshd.restart_container()  # the image's own start command: nothing of ours runs
     assert watchdog_status(sshd, pod.id)["running"] == "no"
+    pods.ssh_endpoint(pod.id)
+    assert watchdog_status(sshd, pod.id)["running"] == "no"  # armed a moment ago by this process
+    clock.sleep(ARM_REFRESH_S)
     pods.ssh_endpoint(pod.id)
     assert watchdog_status(sshd, pod.id)["running"] == "yes"
 

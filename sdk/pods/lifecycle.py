@@ -79,6 +79,9 @@ log = get_logger(__name__)
 # Seconds without a container runtime, or with uptime stuck at 0 and no ports, before we call it a failure.
 RUNTIME_GRACE_S = 600.0
 CRASH_LOOP_GRACE_S = 240.0
+# A job start contacts its pod three times within seconds (wait, upload and start, follow): an SSH contact this
+# soon after this process armed the watchdog with the same deadline does not arm it again. A later one does.
+ARM_REFRESH_S = 30.0
 # After a create whose answer was lost, how long to look for its pod (the list lags behind a create), and
 # the waits between looks: 30 s in all.
 SETTLE_WAITS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -313,6 +316,7 @@ class Pods:
         self._sleep = sleep
         self._clock = clock
         self._tcp_probe = tcp_probe
+        self._armed: dict[tuple[str, datetime], float] = {}  # (pod, deadline) -> when this process armed it
         self.gpus = Gpus(api)
 
     # --- reading (the client reaper runs first) ---
@@ -497,6 +501,9 @@ class Pods:
             return pod, "no SSH runner to arm it with"
         base, tag = split
         assert tag.deadline is not None
+        armed_at = self._armed.get((pod.id, tag.deadline))
+        if armed_at is not None and self._clock() - armed_at < ARM_REFRESH_S and tag.watchdog_armed:
+            return pod, None
         root = pod.volume_mount_path or PodSpec.volume_mount_path
         try:
             result = self._open_runner(pod.id, endpoint).exec(
@@ -512,6 +519,7 @@ class Pods:
         except RunPodHybridError as exc:
             log.warning("pods.watchdog_not_armed", pod=pod.id, error=str(exc))
             return pod, f"its watchdog could not be armed: {exc}"
+        self._armed[(pod.id, tag.deadline)] = self._clock()
         log.info("pods.watchdog_armed", pod=pod.id, deadline=tag.deadline.isoformat())
         return pod, None
 
@@ -790,12 +798,13 @@ class Pods:
         *,
         timeout_s: float = 900.0,
         need_ssh: bool = True,
-        poll_s: float = 2.0,
+        poll_s: float = 1.0,
         on_progress: Callable[[str], None] | None = None,
     ) -> Pod:
         """Return the pod once it is RUNNING with its container up and, if ``need_ssh``, port 22 reachable.
-        ``poll_s``: the user waits for this, so one small pod read every 2 s (30 a minute, well inside
-        RunPod's limits) rather than up to 5 s more before every job starts.
+        ``poll_s``: the user waits for this, so one small pod read a second (half a second late on average)
+        rather than up to 5 s more before every job starts; a 429 from RunPod's staged rate limits is waited
+        out as it asks (``Retry-After``) by the transport.
         With SSH up, this is an SSH contact: the pod's watchdog is (re-)armed with the deadline in its name
         (after a start, a container that was stopped has none running).
 

@@ -91,7 +91,6 @@ def _rsync_upload(
     on_progress: ProgressCallback | None,
 ) -> int:
     parent = remote if local.is_dir() else str(Path(remote).parent)
-    runner.exec(["mkdir", "-p", "--", parent]).check(f"mkdir -p {parent}")
     with tempfile.NamedTemporaryFile("w", suffix=".rph-exclude", encoding="utf-8") as rules:
         rules.writelines(_rsync_literal("/" + rel) + "\n" for rel in excluded)
         rules.flush()
@@ -110,6 +109,8 @@ def _rsync_upload(
             "--protect-args",
             "-e",
             words("ssh", *runner.ssh_options()),
+            # The pod's shell runs this: the destination's parents are made in the same round trip.
+            "--rsync-path=" + script("mkdir -p -- {parent} && rsync", parent=parent),
             f"--exclude-from={rules.name}",
         ]
         if delete:
