@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from local_endpoint import local_endpoint
+
 HERE = Path(__file__).resolve().parent
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stats(base_url: str) -> dict[str, Any]:
@@ -139,34 +134,9 @@ def main() -> None:
         "XDG_STATE_HOME": str(work / "state"),
         "RUNPOD_API_KEY": KEY,
     }
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runpod_hybrid.cli",
-            "endpoint",
-            "serve-local",
-            "--tasks",
-            "bench_tasks",
-            "--workers",
-            str(args.workers),
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    server.stdout.readline()  # serving: the workers are up
-    base_url = f"http://127.0.0.1:{port}/v2"
-    try:
+    with local_endpoint(args.workers, env) as base_url:
         for size in (args.inputs // 10, args.inputs):
             run_batch(size, base_url, env, work)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -27,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_tasks  # noqa: E402, F401 - registers the task
+from local_endpoint import local_endpoint  # noqa: E402
 
 from runpod_hybrid._http import HttpTransport  # noqa: E402
 from runpod_hybrid.config import ApiKey  # noqa: E402
@@ -52,12 +51,6 @@ def measure(base_url: str, run: Callable[[], None]) -> tuple[float, float, int]:
     return time.perf_counter() - wall, time.process_time() - cpu, client_requests(base_url) - before
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,31 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     inputs = list(range(args.inputs))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runpod_hybrid.cli",
-            "endpoint",
-            "serve-local",
-            "--tasks",
-            "bench_tasks",
-            "--workers",
-            str(args.workers),
-            "--port",
-            str(port),
-            "--api-key",
-            KEY,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    server.stdout.readline()  # the "serving ..." line: the endpoint and its workers are up
-    base_url = f"http://127.0.0.1:{port}/v2"
-    try:
+    with local_endpoint(args.workers, env, "--api-key", KEY) as base_url:
         ours = Endpoint("local", HttpTransport(ApiKey(KEY, "bench")), base_url=base_url)
         import runpod
 
@@ -114,9 +83,6 @@ def main() -> None:
 
         ours_wall, ours_cpu, ours_requests = measure(base_url, run_ours)
         theirs_wall, theirs_cpu, theirs_requests = measure(base_url, run_theirs)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     n = args.inputs
     print(f"{n} inputs of a 20 ms task, {args.workers} workers, local endpoint (RunPod's runtime), one run")
     print(
