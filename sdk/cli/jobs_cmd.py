@@ -32,17 +32,13 @@ def _plan_text(plan: Any) -> str:
 
 
 def _job_file(args: argparse.Namespace) -> Any:
-    """The job file, with ``--pod`` when given."""
-    from dataclasses import replace
-
     from runpod_hybrid import load_job_file
 
-    job = load_job_file(Path(args.job_file))
-    return replace(job, pod=args.pod) if getattr(args, "pod", None) else job
+    return load_job_file(Path(args.job_file))
 
 
 def _plan(args: argparse.Namespace) -> int:
-    plan = client(args).jobs.plan(_job_file(args), backend=args.backend)
+    plan = client(args).jobs.plan(_job_file(args), backend=args.backend, pod=args.pod)
     emit(args, plan, _plan_text(plan))
     return EXIT_ERROR if plan.refused else 0
 
@@ -79,10 +75,11 @@ def _run_job(args: argparse.Namespace, job: Any) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    plan = jobs.plan(job, backend=args.backend)
+    pod = getattr(args, "pod", None)  # `rph pods run` makes a new pod: it has no --pod
+    plan = jobs.plan(job, backend=args.backend, pod=pod)
     if not args.json:
         sys.stderr.write(_plan_text(plan) + "\n")
-    handle = jobs.submit(job, plan=plan)
+    handle = jobs.submit(job, plan=plan, pod=pod)
     payload: dict[str, Any] = {"job_id": handle.id, "backend": handle.backend, "plan": plan}
     if args.detach:
         payload["state"] = handle.status()
