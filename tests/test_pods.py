@@ -620,8 +620,9 @@ def test_wait_until_ssh_accepts(runpod_api: ApiTarget, fake_time: FakeTime) -> N
     probes = iter([False, True])
     pods = make_pods(runpod_api, fake_time, probe=lambda _h, _p: next(probes))
     messages: list[str] = []
-    pod = pods.wait_until_ready(pod_id, poll_s=5, on_progress=messages.append)
+    pod = pods.wait_until_ready(pod_id, on_progress=messages.append)
     assert pod.ssh is not None and (pod.ssh.host, pod.ssh.port) == ("203.0.113.7", 40022)
+    assert fake_time.sleeps == [1.0, 1.0, 1.0]  # readiness is read once a second: the user waits on it
     assert [m.split(": ")[1].split(" (")[0] for m in messages] == [
         "waiting for container",
         "container starting",
